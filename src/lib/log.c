@@ -1,0 +1,256 @@
+/*
+ * log.c - Postfix-compatible text log lines plus optional JSON lines.
+ *
+ * Lines are assembled in a bounded stack buffer and written with a single
+ * write(2) so concurrent writers (the spool thread) never interleave.
+ */
+#include "lib/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LOG_LINE_MAX 4096
+
+static enum log_dest log_dest = LOG_DEST_STDERR;
+static int log_fd = 2;
+static int log_json_fd = -1;
+static char log_host[256];
+static const char *log_service = "main";
+static char log_ident[64];
+
+static const char *level_prefix[] = {
+    [LOG_LVL_INFO] = "",
+    [LOG_LVL_WARN] = "warning: ",
+    [LOG_LVL_FATAL] = "fatal: ",
+    [LOG_LVL_PANIC] = "panic: ",
+};
+static const char *level_name[] = {
+    [LOG_LVL_INFO] = "info",
+    [LOG_LVL_WARN] = "warning",
+    [LOG_LVL_FATAL] = "fatal",
+    [LOG_LVL_PANIC] = "panic",
+};
+
+int log_open(enum log_dest dest, const char *path)
+{
+    if (log_fd > 2)
+        close(log_fd);
+    log_fd = 2;
+    log_dest = dest;
+    if (dest == LOG_DEST_FILE) {
+        int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+        if (fd < 0) {
+            log_dest = LOG_DEST_STDERR;
+            return -1;
+        }
+        log_fd = fd;
+    }
+    return 0;
+}
+
+int log_open_json(const char *path)
+{
+    if (log_json_fd >= 0)
+        close(log_json_fd);
+    log_json_fd = -1;
+    if (path == NULL || *path == '\0')
+        return 0;
+    log_json_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    return log_json_fd < 0 ? -1 : 0;
+}
+
+void log_close(void)
+{
+    if (log_fd > 2)
+        close(log_fd);
+    log_fd = 2;
+    log_open_json(NULL);
+    if (log_dest == LOG_DEST_SYSLOG)
+        closelog();
+}
+
+void log_set_hostname(const char *name)
+{
+    snprintf(log_host, sizeof(log_host), "%s", name);
+}
+
+void log_set_service(const char *service)
+{
+    log_service = service;
+}
+
+static void write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return;
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+/* Append s to dst as JSON string contents, escaping as needed. */
+static size_t json_escape_into(char *dst, size_t off, size_t cap, const char *s)
+{
+    for (; *s && off + 8 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            dst[off++] = '\\';
+            dst[off++] = (char)c;
+        } else if (c < 0x20 || c == 0x7f) {
+            off += (size_t)snprintf(dst + off, cap - off, "\\u%04x", c);
+        } else {
+            dst[off++] = (char)c;
+        }
+    }
+    return off;
+}
+
+static void log_write_json(enum log_level lvl, const char *service,
+                           const struct log_kv *kv, size_t nkv, const char *msg)
+{
+    char line[LOG_LINE_MAX * 2];
+    struct timeval tv;
+    struct tm tm;
+    size_t off;
+
+    gettimeofday(&tv, NULL);
+    gmtime_r(&tv.tv_sec, &tm);
+    off = (size_t)snprintf(line, sizeof(line),
+        "{\"time\":\"%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ\",\"service\":\"sluice/%s\","
+        "\"pid\":%ld,\"level\":\"%s\",\"msg\":\"",
+        tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+        tm.tm_sec, (long)tv.tv_usec, service, (long)getpid(), level_name[lvl]);
+    off = json_escape_into(line, off, sizeof(line) - 4, msg);
+    line[off++] = '"';
+    for (size_t i = 0; i < nkv && off + 16 < sizeof(line); i++) {
+        line[off++] = ',';
+        line[off++] = '"';
+        off = json_escape_into(line, off, sizeof(line) - 4, kv[i].key);
+        line[off++] = '"';
+        line[off++] = ':';
+        line[off++] = '"';
+        off = json_escape_into(line, off, sizeof(line) - 4,
+                               kv[i].val ? kv[i].val : "");
+        line[off++] = '"';
+    }
+    line[off++] = '}';
+    line[off++] = '\n';
+    write_all(log_json_fd, line, off);
+}
+
+static void log_vevent(enum log_level lvl, const char *service,
+                       const struct log_kv *kv, size_t nkv,
+                       const char *fmt, va_list ap)
+{
+    char msg[LOG_LINE_MAX];
+    int saved_errno = errno;
+
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    /* Never let a peer's bytes break the one-line-per-event rule. */
+    for (char *p = msg; *p; p++)
+        if (*p == '\n' || *p == '\r')
+            *p = ' ';
+
+    if (log_dest == LOG_DEST_SYSLOG) {
+        char ident[64];
+        snprintf(ident, sizeof(ident), "sluice/%s", service);
+        if (strcmp(ident, log_ident) != 0) {
+            memcpy(log_ident, ident, sizeof(log_ident));
+            openlog(log_ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
+        }
+        int prio = lvl == LOG_LVL_INFO ? LOG_INFO
+                 : lvl == LOG_LVL_WARN ? LOG_WARNING : LOG_CRIT;
+        syslog(prio, "%s%s", level_prefix[lvl], msg);
+    } else {
+        char line[LOG_LINE_MAX + 512];
+        char stamp[32];
+        time_t now = time(NULL);
+        struct tm tm;
+        localtime_r(&now, &tm);
+        strftime(stamp, sizeof(stamp), "%b %e %H:%M:%S", &tm);
+        if (log_host[0] == '\0')
+            gethostname(log_host, sizeof(log_host) - 1);
+        int n = snprintf(line, sizeof(line), "%s %s sluice/%s[%ld]: %s%s\n",
+                         stamp, log_host, service, (long)getpid(),
+                         level_prefix[lvl], msg);
+        if (n > (int)sizeof(line) - 1) {
+            n = (int)sizeof(line) - 1;
+            line[n - 1] = '\n';
+        }
+        write_all(log_fd, line, (size_t)n);
+    }
+    if (log_json_fd >= 0)
+        log_write_json(lvl, service, kv, nkv, msg);
+    errno = saved_errno;
+}
+
+void log_event(enum log_level lvl, const char *service,
+               const struct log_kv *kv, size_t nkv, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_vevent(lvl, service, kv, nkv, fmt, ap);
+    va_end(ap);
+}
+
+void log_info(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_vevent(LOG_LVL_INFO, log_service, NULL, 0, fmt, ap);
+    va_end(ap);
+}
+
+void log_warn(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_vevent(LOG_LVL_WARN, log_service, NULL, 0, fmt, ap);
+    va_end(ap);
+}
+
+void log_svc(const char *service, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_vevent(LOG_LVL_INFO, service, NULL, 0, fmt, ap);
+    va_end(ap);
+}
+
+void log_svc_warn(const char *service, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_vevent(LOG_LVL_WARN, service, NULL, 0, fmt, ap);
+    va_end(ap);
+}
+
+void log_fatal(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_vevent(LOG_LVL_FATAL, log_service, NULL, 0, fmt, ap);
+    va_end(ap);
+    exit(1);
+}
+
+void log_panic(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_vevent(LOG_LVL_PANIC, log_service, NULL, 0, fmt, ap);
+    va_end(ap);
+    abort();
+}

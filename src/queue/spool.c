@@ -1,0 +1,435 @@
+/*
+ * spool.c - the durable on-disk queue: writers, the sync thread and group
+ * commit (see spool.h for the protocol and docs/queue-format.md).
+ *
+ * The event loop never waits on the disk for a commit: the sync thread
+ * does the fdatasync/rename/fsync(dir) work and wakes the loop through a
+ * pipe. Writes of message data are buffered (64 KiB) and go to the page
+ * cache, which does not block in practice.
+ */
+#include "queue/spool.h"
+#include "lib/log.h"
+#include "lib/strutil.h"
+#include "lib/xalloc.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#define SPOOL_WRITE_CHUNK (64 * 1024)
+
+struct spool_job {
+    struct spool_job *next;
+    int fd;
+    int err;
+    uint64_t token;
+    spool_commit_cb cb;
+    char qid[QID_LEN + 1];
+    char tmp_path[512];
+    char final_path[512];
+};
+
+struct spool {
+    char *dir;
+    char tmp_dir[512];
+    char queue_dir[512];
+    int queue_dir_fd;
+    size_t initial_count;
+    /* sync thread */
+    pthread_t thread;
+    bool thread_started;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct spool_job *todo, *todo_tail;
+    struct spool_job *done, *done_tail;
+    bool stopping;
+    size_t pending;
+    int wake_pipe[2];
+    struct event *wake_ev;
+};
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+    char tmp[512];
+    if (str_copy(tmp, path, sizeof(tmp)) >= sizeof(tmp))
+        return -1;
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+                return -1;
+            *p = '/';
+        }
+    }
+    if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+        return -1;
+    return 0;
+}
+
+/* Remove leftovers of interrupted receives and check writability. */
+static int spool_clean_tmp(struct spool *sp, char *err, size_t errlen)
+{
+    DIR *d = opendir(sp->tmp_dir);
+    if (d == NULL) {
+        snprintf(err, errlen, "cannot open %s: %s", sp->tmp_dir, strerror(errno));
+        return -1;
+    }
+    struct dirent *de;
+    size_t removed = 0;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.')
+            continue;
+        if (unlinkat(dirfd(d), de->d_name, 0) == 0)
+            removed++;
+    }
+    closedir(d);
+    if (removed)
+        log_svc("queue", "removed %zu incomplete message file(s) from %s",
+                removed, sp->tmp_dir);
+    char probe[600];
+    snprintf(probe, sizeof(probe), "%s/.probe.%ld", sp->tmp_dir, (long)getpid());
+    int fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        snprintf(err, errlen, "spool directory %s is not writable: %s; fix: "
+                 "check its owner and permissions or set spool_dir",
+                 sp->tmp_dir, strerror(errno));
+        return -1;
+    }
+    close(fd);
+    unlink(probe);
+    return 0;
+}
+
+static size_t count_queue(const char *dir)
+{
+    DIR *d = opendir(dir);
+    size_t n = 0;
+    if (d == NULL)
+        return 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL)
+        if (de->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n;
+}
+
+static void spool_wake_cb(evutil_socket_t fd, short what, void *arg);
+static void *spool_sync_main(void *arg);
+
+struct spool *spool_open(const char *dir, struct event_base *base,
+                         char *err, size_t errlen)
+{
+    struct spool *sp = xcalloc(1, sizeof(*sp));
+    sp->dir = xstrdup(dir);
+    sp->queue_dir_fd = -1;
+    sp->wake_pipe[0] = sp->wake_pipe[1] = -1;
+    snprintf(sp->tmp_dir, sizeof(sp->tmp_dir), "%s/tmp", dir);
+    snprintf(sp->queue_dir, sizeof(sp->queue_dir), "%s/queue", dir);
+    if (mkdir_p(sp->tmp_dir, 0700) < 0 || mkdir_p(sp->queue_dir, 0700) < 0) {
+        snprintf(err, errlen, "cannot create spool directory under %s: %s; fix: "
+                 "check permissions or set spool_dir", dir, strerror(errno));
+        goto fail;
+    }
+    if (spool_clean_tmp(sp, err, errlen) < 0)
+        goto fail;
+    sp->queue_dir_fd = open(sp->queue_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (sp->queue_dir_fd < 0) {
+        snprintf(err, errlen, "cannot open %s: %s", sp->queue_dir, strerror(errno));
+        goto fail;
+    }
+    sp->initial_count = count_queue(sp->queue_dir);
+    pthread_mutex_init(&sp->lock, NULL);
+    pthread_cond_init(&sp->cond, NULL);
+    if (base) {
+        if (pipe2(sp->wake_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+            snprintf(err, errlen, "pipe: %s", strerror(errno));
+            goto fail;
+        }
+        sp->wake_ev = event_new(base, sp->wake_pipe[0], EV_READ | EV_PERSIST,
+                                spool_wake_cb, sp);
+        event_add(sp->wake_ev, NULL);
+        if (pthread_create(&sp->thread, NULL, spool_sync_main, sp) != 0) {
+            snprintf(err, errlen, "cannot start the spool sync thread");
+            goto fail;
+        }
+        sp->thread_started = true;
+    }
+    return sp;
+fail:
+    spool_close(sp);
+    return NULL;
+}
+
+void spool_close(struct spool *sp)
+{
+    if (sp == NULL)
+        return;
+    if (sp->thread_started) {
+        pthread_mutex_lock(&sp->lock);
+        sp->stopping = true;
+        pthread_cond_signal(&sp->cond);
+        pthread_mutex_unlock(&sp->lock);
+        pthread_join(sp->thread, NULL);
+        /* Deliver outstanding callbacks so no writer is leaked. */
+        spool_wake_cb(-1, 0, sp);
+    }
+    if (sp->wake_ev)
+        event_free(sp->wake_ev);
+    for (int i = 0; i < 2; i++)
+        if (sp->wake_pipe[i] >= 0)
+            close(sp->wake_pipe[i]);
+    if (sp->queue_dir_fd >= 0)
+        close(sp->queue_dir_fd);
+    free(sp->dir);
+    free(sp);
+}
+
+const char *spool_queue_dir(const struct spool *sp)
+{
+    return sp->queue_dir;
+}
+
+size_t spool_initial_count(const struct spool *sp)
+{
+    return sp->initial_count;
+}
+
+size_t spool_pending(const struct spool *sp)
+{
+    return sp->pending;
+}
+
+void spool_new_qid(char out[QID_LEN + 1])
+{
+    static pthread_mutex_t qid_lock = PTHREAD_MUTEX_INITIALIZER;
+    static unsigned long last_sec, last_usec, counter;
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    pthread_mutex_lock(&qid_lock);
+    unsigned long sec = (unsigned long)tv.tv_sec, usec = (unsigned long)tv.tv_usec;
+    /* Never go backwards, so ids stay sortable and unique in-process. */
+    if (sec < last_sec || (sec == last_sec && usec <= last_usec)) {
+        sec = last_sec;
+        usec = last_usec;
+        if (++counter > 0xfff) {
+            counter = 0;
+            if (++usec > 999999) {
+                usec = 0;
+                sec++;
+            }
+        }
+    } else {
+        counter = 0;
+    }
+    last_sec = sec;
+    last_usec = usec;
+    snprintf(out, QID_LEN + 1, "%08lX%05lX%03lX", sec & 0xffffffffUL, usec, counter);
+    pthread_mutex_unlock(&qid_lock);
+}
+
+int spool_writer_open(struct spool *sp, const char *qid, struct spool_writer *w)
+{
+    memset(w, 0, sizeof(*w));
+    str_copy(w->qid, qid, sizeof(w->qid));
+    snprintf(w->tmp_path, sizeof(w->tmp_path), "%s/%s", sp->tmp_dir, qid);
+    snprintf(w->final_path, sizeof(w->final_path), "%s/%s", sp->queue_dir, qid);
+    buf_init(&w->out, SPOOL_WRITE_CHUNK * 2);
+    w->fd = open(w->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (w->fd < 0) {
+        w->error = errno;
+        return -1;
+    }
+    return 0;
+}
+
+static void writer_flush(struct spool_writer *w)
+{
+    size_t off = 0;
+    while (w->error == 0 && off < w->out.len) {
+        ssize_t n = write(w->fd, w->out.data + off, w->out.len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            w->error = errno;
+            break;
+        }
+        off += (size_t)n;
+    }
+    buf_reset(&w->out);
+}
+
+void spool_writer_envelope(struct spool_writer *w, const struct spool_envelope *env)
+{
+    struct buf tmp;
+    buf_init(&tmp, 0);
+    spool_envelope_format(env, &tmp);
+    w->content_offset = tmp.len;
+    spool_writer_write(w, tmp.data, tmp.len);
+    w->content_length = 0;
+    buf_free(&tmp);
+}
+
+void spool_writer_write(struct spool_writer *w, const void *p, size_t n)
+{
+    if (w->error)
+        return;
+    w->content_length += n;
+    while (n > 0) {
+        size_t room = SPOOL_WRITE_CHUNK - w->out.len;
+        size_t k = n < room ? n : room;
+        buf_append(&w->out, p, k);
+        p = (const char *)p + k;
+        n -= k;
+        if (w->out.len >= SPOOL_WRITE_CHUNK)
+            writer_flush(w);
+        if (w->error)
+            return;
+    }
+}
+
+int spool_writer_finish(struct spool_writer *w)
+{
+    char trailer[80];
+    int n = snprintf(trailer, sizeof(trailer), "\nend %llu %llu\n",
+                     (unsigned long long)w->content_offset,
+                     (unsigned long long)w->content_length);
+    buf_append(&w->out, trailer, (size_t)n);
+    writer_flush(w);
+    return w->error;
+}
+
+void spool_writer_abort(struct spool_writer *w)
+{
+    if (w->fd >= 0) {
+        close(w->fd);
+        unlink(w->tmp_path);
+    }
+    w->fd = -1;
+    buf_free(&w->out);
+}
+
+void spool_commit(struct spool *sp, struct spool_writer *w, uint64_t token,
+                  spool_commit_cb cb)
+{
+    struct spool_job *j = xcalloc(1, sizeof(*j));
+    j->fd = w->fd;
+    j->err = w->error;
+    j->token = token;
+    j->cb = cb;
+    str_copy(j->qid, w->qid, sizeof(j->qid));
+    str_copy(j->tmp_path, w->tmp_path, sizeof(j->tmp_path));
+    str_copy(j->final_path, w->final_path, sizeof(j->final_path));
+    w->fd = -1;
+    buf_free(&w->out);
+    sp->pending++;
+    pthread_mutex_lock(&sp->lock);
+    if (sp->todo_tail)
+        sp->todo_tail->next = j;
+    else
+        sp->todo = j;
+    sp->todo_tail = j;
+    pthread_cond_signal(&sp->cond);
+    pthread_mutex_unlock(&sp->lock);
+}
+
+/* Make one batch durable. Returns nothing; per-job results in j->err. */
+static void spool_sync_batch(struct spool *sp, struct spool_job *batch)
+{
+    /* 1: start write-back of every file so one journal commit covers them */
+    for (struct spool_job *j = batch; j; j = j->next)
+        if (j->err == 0)
+            sync_file_range(j->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+    /* 2: wait for each file's data and inode */
+    for (struct spool_job *j = batch; j; j = j->next)
+        if (j->err == 0 && fdatasync(j->fd) < 0)
+            j->err = errno;
+    /* 3: move into the queue, never replacing an existing file */
+    int renamed = 0;
+    for (struct spool_job *j = batch; j; j = j->next) {
+        if (j->err == 0 && renameat2(AT_FDCWD, j->tmp_path, AT_FDCWD,
+                                     j->final_path, RENAME_NOREPLACE) < 0)
+            j->err = errno;
+        if (j->err == 0)
+            renamed++;
+    }
+    /* 4: one directory fsync makes all the renames durable */
+    if (renamed && fsync(sp->queue_dir_fd) < 0) {
+        int e = errno;
+        for (struct spool_job *j = batch; j; j = j->next)
+            if (j->err == 0) {
+                j->err = e;
+                unlink(j->final_path);
+            }
+    }
+    for (struct spool_job *j = batch; j; j = j->next) {
+        close(j->fd);
+        if (j->err)
+            unlink(j->tmp_path);
+    }
+}
+
+static void *spool_sync_main(void *arg)
+{
+    struct spool *sp = arg;
+    pthread_mutex_lock(&sp->lock);
+    for (;;) {
+        while (sp->todo == NULL && !sp->stopping)
+            pthread_cond_wait(&sp->cond, &sp->lock);
+        if (sp->todo == NULL && sp->stopping)
+            break;
+        struct spool_job *batch = sp->todo;
+        sp->todo = sp->todo_tail = NULL;
+        pthread_mutex_unlock(&sp->lock);
+
+        spool_sync_batch(sp, batch);
+
+        pthread_mutex_lock(&sp->lock);
+        struct spool_job *last = batch;
+        while (last->next)
+            last = last->next;
+        if (sp->done_tail)
+            sp->done_tail->next = batch;
+        else
+            sp->done = batch;
+        sp->done_tail = last;
+        pthread_mutex_unlock(&sp->lock);
+        char c = 1;
+        if (write(sp->wake_pipe[1], &c, 1) < 0) {
+            /* pipe full: the loop is already due to wake */
+        }
+        pthread_mutex_lock(&sp->lock);
+    }
+    pthread_mutex_unlock(&sp->lock);
+    return NULL;
+}
+
+/* On the event loop: run the callbacks of finished commits. */
+static void spool_wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct spool *sp = arg;
+    char drain[256];
+    (void)what;
+    if (fd >= 0)
+        while (read(fd, drain, sizeof(drain)) > 0)
+            ;
+    pthread_mutex_lock(&sp->lock);
+    struct spool_job *list = sp->done;
+    sp->done = sp->done_tail = NULL;
+    pthread_mutex_unlock(&sp->lock);
+    while (list) {
+        struct spool_job *j = list;
+        list = j->next;
+        sp->pending--;
+        j->cb(j->token, j->qid, j->err);
+        free(j);
+    }
+}

@@ -1,0 +1,104 @@
+/*
+ * spool.h - the durable on-disk queue.
+ *
+ * A message is written to spool/tmp/ (created O_EXCL), then committed by
+ * the sync thread: fdatasync the file, rename it into spool/queue/ without
+ * replacing anything, fsync the queue directory. Only then does the commit
+ * callback run on the event loop, and only then may smtpd say 250.
+ * Commits from concurrent sessions are batched (group commit): the sync
+ * thread starts write-back for every file of a batch before it waits for
+ * any, so one journal commit carries many messages.
+ *
+ * File format: docs/queue-format.md. A file is valid only if it ends with
+ * its "end" record, so a torn file can never be mistaken for a message.
+ */
+#ifndef SLUICE_SPOOL_H
+#define SLUICE_SPOOL_H
+
+#include "lib/buf.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/time.h>
+
+#define QID_LEN 16
+
+struct spool;
+struct event_base;
+
+struct spool_rcpt {
+    char *addr;
+    unsigned notify;     /* NOTIFY_* bits from smtpd_parse.h, 0 = unspecified */
+    char *orcpt;         /* "rfc822;xtext" or NULL */
+};
+
+struct spool_envelope {
+    char qid[QID_LEN + 1];
+    struct timeval arrival;
+    char *sender;        /* "" for the null sender */
+    char *envid;         /* DSN ENVID or NULL */
+    int ret;             /* RET_* */
+    int body;            /* BODY_* */
+    bool smtputf8;
+    char *client_addr;
+    char *client_name;
+    char *helo;
+    char *proto;
+    struct spool_rcpt *rcpts;
+    size_t nrcpt, rcpt_cap;
+    uint64_t content_offset;
+    uint64_t content_length;
+};
+
+struct spool_writer {
+    int fd;
+    int error;           /* first errno seen; 0 = fine */
+    char qid[QID_LEN + 1];
+    char tmp_path[512];
+    char final_path[512];
+    uint64_t content_offset;
+    uint64_t content_length;
+    struct buf out;      /* write-behind buffer */
+};
+
+typedef void (*spool_commit_cb)(uint64_t token, const char *qid, int err);
+
+/* Open (creating directories) and clean spool/tmp. base may be NULL for
+ * tools that only read. NULL + err on failure. */
+struct spool *spool_open(const char *dir, struct event_base *base,
+                         char *err, size_t errlen);
+void spool_close(struct spool *sp);
+const char *spool_queue_dir(const struct spool *sp);
+/* Number of messages in the queue directory at open time. */
+size_t spool_initial_count(const struct spool *sp);
+
+/* A new, unique, time-sortable queue id (16 upper-case hex digits). */
+void spool_new_qid(char out[QID_LEN + 1]);
+
+int spool_writer_open(struct spool *sp, const char *qid, struct spool_writer *w);
+void spool_writer_envelope(struct spool_writer *w, const struct spool_envelope *env);
+void spool_writer_write(struct spool_writer *w, const void *p, size_t n);
+/* Flush, append the end record. Returns 0 or the first errno. */
+int spool_writer_finish(struct spool_writer *w);
+void spool_writer_abort(struct spool_writer *w);
+/* Hand a finished writer to the sync thread; cb(token, qid, err) runs on
+ * the event loop when the message is durable (err 0) or failed. */
+void spool_commit(struct spool *sp, struct spool_writer *w, uint64_t token,
+                  spool_commit_cb cb);
+/* Commits not yet called back. */
+size_t spool_pending(const struct spool *sp);
+
+/* Envelope records (exposed for tests and the queue tools). */
+void spool_envelope_format(const struct spool_envelope *env, struct buf *out);
+/* Parse a whole queue file image; -1 with a reason in err if invalid. */
+int spool_envelope_parse(const char *data, size_t len, struct spool_envelope *env,
+                         char *err, size_t errlen);
+void spool_envelope_free(struct spool_envelope *env);
+void spool_envelope_add_rcpt(struct spool_envelope *env, const char *addr,
+                             unsigned notify, const char *orcpt);
+/* Read and validate a queue file. */
+int spool_read_file(const char *path, struct spool_envelope *env, char *err,
+                    size_t errlen);
+
+#endif

@@ -1,0 +1,392 @@
+/*
+ * smtpd.c - `sluice serve`: start-up, listeners, per-IP and global
+ * connection limits, SIGHUP reload, SIGTERM graceful shutdown.
+ *
+ * Start-up fails with one clear line and exit 1 when the configuration is
+ * wrong, a listen address is taken or the spool is not writable.
+ */
+#include "smtpd/smtpd.h"
+#include "queue/spool.h"
+#include "lib/log.h"
+#include "lib/strutil.h"
+#include "lib/tls.h"
+#include "lib/xalloc.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/thread.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* One server per process; sessions are found by id through it. */
+static struct smtpd *the_server;
+
+struct smtpd_session *smtpd_find_session(struct smtpd *srv, uint64_t id)
+{
+    char key[24];
+    if (srv == NULL)
+        srv = the_server;
+    if (srv == NULL)
+        return NULL;
+    snprintf(key, sizeof(key), "%llu", (unsigned long long)id);
+    return dict_get(&srv->sessions, key);
+}
+
+void smtpd_register_session(struct smtpd *srv, struct smtpd_session *s, uint64_t id)
+{
+    char key[24];
+    snprintf(key, sizeof(key), "%llu", (unsigned long long)id);
+    dict_set(&srv->sessions, key, s);
+    srv->nsessions++;
+}
+
+static void per_ip_adjust(struct smtpd *srv, const char *ip, int delta)
+{
+    uintptr_t n = (uintptr_t)dict_get(&srv->per_ip, ip);
+    n = (uintptr_t)((intptr_t)n + delta);
+    if (n == 0)
+        dict_del(&srv->per_ip, ip);
+    else
+        dict_set(&srv->per_ip, ip, (void *)n);
+}
+
+void smtpd_unregister_session(struct smtpd *srv, uint64_t id, const char *ip)
+{
+    char key[24];
+    snprintf(key, sizeof(key), "%llu", (unsigned long long)id);
+    if (dict_del(&srv->sessions, key)) {
+        srv->nsessions--;
+        per_ip_adjust(srv, ip, -1);
+    }
+    smtpd_check_shutdown_done(srv);
+}
+
+void smtpd_notify_queued(const char *qid)
+{
+    if (the_server && the_server->on_queued)
+        the_server->on_queued(the_server, qid);
+}
+
+void smtpd_check_shutdown_done(struct smtpd *srv)
+{
+    if (srv->shutting_down && srv->nsessions == 0 && spool_pending(srv->spool) == 0)
+        event_base_loopexit(srv->base, NULL);
+}
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd,
+                      struct sockaddr *sa, int salen, void *arg)
+{
+    struct smtpd *srv = arg;
+    char ip[64];
+    struct netaddr a;
+    netaddr_from_sockaddr(sa, &a);
+    netaddr_str(&a, ip, sizeof(ip));
+    per_ip_adjust(srv, ip, +1);
+    smtpd_session_start(srv, fd, sa);
+}
+
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+    int err = EVUTIL_SOCKET_ERROR();
+    /* EMFILE and friends: keep running; the listener retries. */
+    log_svc_warn("smtpd", "accept: %s", evutil_socket_error_to_string(err));
+}
+
+/* Bind every smtp_listen address; fatal (one line) on the first failure. */
+static int open_listeners(struct smtpd *srv, char *err, size_t errlen)
+{
+    char *copy = xstrdup(srv->cfg->smtp_listen), *save = NULL;
+    int rc = 0;
+    for (char *w = strtok_r(copy, ", \t", &save); w && rc == 0;
+         w = strtok_r(NULL, ", \t", &save)) {
+        char host[256];
+        uint16_t port;
+        if (endpoint_parse(w, host, sizeof(host), &port) < 0) {
+            snprintf(err, errlen, "bad smtp_listen address '%s'; fix: use host:port "
+                     "or [ipv6]:port", w);
+            rc = -1;
+            break;
+        }
+        struct sockaddr_storage ss;
+        memset(&ss, 0, sizeof(ss));
+        socklen_t sl;
+        struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+        if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
+            in4->sin_family = AF_INET;
+            in4->sin_port = htons(port);
+            sl = sizeof(*in4);
+        } else if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+            in6->sin6_family = AF_INET6;
+            in6->sin6_port = htons(port);
+            sl = sizeof(*in6);
+        } else {
+            snprintf(err, errlen, "smtp_listen host '%s' is not an IP address; fix: "
+                     "use a numeric address", host);
+            rc = -1;
+            break;
+        }
+        struct evconnlistener *l = evconnlistener_new_bind(
+            srv->base, accept_cb, srv,
+            LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
+            1024, (struct sockaddr *)&ss, (int)sl);
+        if (l == NULL) {
+            snprintf(err, errlen, "cannot listen on %s: %s; fix: stop what uses "
+                     "the port or change smtp_listen", w, strerror(errno));
+            rc = -1;
+            break;
+        }
+        evconnlistener_set_error_cb(l, accept_error_cb);
+        srv->listeners = xrealloc(srv->listeners, (srv->nlisteners + 1) * sizeof(l));
+        srv->listeners[srv->nlisteners++] = l;
+    }
+    free(copy);
+    return rc;
+}
+
+/* TLS from the configured files or a self-signed certificate under the
+ * spool (development instances). */
+static SSL_CTX *load_tls(const struct config *cfg, char *err, size_t errlen)
+{
+    if (strcmp(cfg->smtpd_tls_security_level, "none") == 0)
+        return NULL;
+    if (cfg->tls_cert_file[0])
+        return tls_server_ctx(cfg->tls_cert_file, cfg->tls_key_file, err, errlen);
+    char dir[512], cert[600], key[600];
+    snprintf(dir, sizeof(dir), "%s/tls", cfg->spool_dir);
+    if (tls_ensure_selfsigned(dir, cfg->myhostname, err, errlen) < 0)
+        return NULL;
+    snprintf(cert, sizeof(cert), "%s/cert.pem", dir);
+    snprintf(key, sizeof(key), "%s/key.pem", dir);
+    return tls_server_ctx(cert, key, err, errlen);
+}
+
+static int open_logs(const struct config *cfg, bool daemonized)
+{
+    int rc = 0;
+    if (cfg->maillog_file[0])
+        rc = log_open(LOG_DEST_FILE, cfg->maillog_file);
+    else
+        log_open(daemonized ? LOG_DEST_SYSLOG : LOG_DEST_STDERR, NULL);
+    if (rc == 0 && cfg->log_json_file[0])
+        rc = log_open_json(cfg->log_json_file);
+    log_set_hostname(cfg->myhostname);
+    return rc;
+}
+
+static void reload(struct smtpd *srv)
+{
+    char err[1024];
+    struct config *c = config_load(srv->config_path, err, sizeof(err));
+    if (c == NULL) {
+        log_svc_warn("master", "reload failed, keeping the running configuration: %s", err);
+        return;
+    }
+    SSL_CTX *ctx = load_tls(c, err, sizeof(err));
+    if (ctx == NULL && strcmp(c->smtpd_tls_security_level, "none") != 0) {
+        log_svc_warn("master", "reload failed, keeping the running configuration: %s", err);
+        config_free(c);
+        return;
+    }
+    if (strcmp(c->smtp_listen, srv->cfg->smtp_listen) != 0 ||
+        strcmp(c->spool_dir, srv->cfg->spool_dir) != 0)
+        log_svc_warn("master", "smtp_listen and spool_dir changes take effect "
+                     "after a restart");
+    /* Sessions look the configuration up at each decision, and hold no
+     * pointers into it across callbacks, so a swap is safe here. */
+    config_free(srv->cfg);
+    srv->cfg = c;
+    if (srv->tls_ctx)
+        SSL_CTX_free(srv->tls_ctx); /* live SSL objects keep their own ref */
+    srv->tls_ctx = ctx;
+    open_logs(c, false);
+    log_svc("master", "reload -- configuration %s", c->path ? c->path : "(built-in defaults)");
+}
+
+static void shutdown_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct smtpd *srv = arg;
+    log_svc_warn("master", "shutdown: %zu session(s) still busy after %llus; exiting",
+                 srv->nsessions, (unsigned long long)srv->cfg->smtpd_shutdown_timeout);
+    event_base_loopbreak(srv->base);
+}
+
+static void begin_shutdown(struct smtpd *srv)
+{
+    if (srv->shutting_down)
+        return;
+    srv->shutting_down = true;
+    log_svc("master", "terminating on signal 15; %zu session(s) open", srv->nsessions);
+    for (size_t i = 0; i < srv->nlisteners; i++)
+        evconnlistener_disable(srv->listeners[i]);
+    /* Collect first: shutting a session down may free it. */
+    size_t pos = 0, n = 0;
+    const char *key;
+    void *val;
+    uint64_t *ids = xcalloc(srv->nsessions + 1, sizeof(*ids));
+    while (dict_next(&srv->sessions, &pos, &key, &val) && n < srv->nsessions) {
+        uint64_t id;
+        if (str_to_u64(key, &id) == 0)
+            ids[n++] = id;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct smtpd_session *s = smtpd_find_session(srv, ids[i]);
+        if (s)
+            smtpd_session_shutdown(s);
+    }
+    free(ids);
+    struct timeval tv = {(time_t)srv->cfg->smtpd_shutdown_timeout, 0};
+    srv->shutdown_timer = evtimer_new(srv->base, shutdown_timeout_cb, srv);
+    evtimer_add(srv->shutdown_timer, &tv);
+    smtpd_check_shutdown_done(srv);
+}
+
+static void signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+    struct smtpd *srv = arg;
+    if (sig == SIGHUP)
+        reload(srv);
+    else
+        begin_shutdown(srv);
+}
+
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+static int drop_privileges(const char *user, char *err, size_t errlen)
+{
+    if (user[0] == '\0' || geteuid() != 0)
+        return 0;
+    struct passwd *pw = getpwnam(user);
+    if (pw == NULL) {
+        snprintf(err, errlen, "mail_owner '%s' does not exist; fix: create the "
+                 "user or change mail_owner", user);
+        return -1;
+    }
+    if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
+        snprintf(err, errlen, "cannot switch to mail_owner '%s': %s", user, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static void daemonize_now(void)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        log_fatal("fork: %s", strerror(errno));
+    if (pid > 0)
+        _exit(0);
+    setsid();
+    int fd = open("/dev/null", O_RDWR);
+    if (fd >= 0) {
+        dup2(fd, 0);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        if (fd > 2)
+            close(fd);
+    }
+}
+
+int smtpd_main(const char *config_path, bool daemonize)
+{
+    char err[1024];
+    struct smtpd srv;
+    memset(&srv, 0, sizeof(srv));
+    log_set_service("master");
+    srv.cfg = config_load(config_path, err, sizeof(err));
+    if (srv.cfg == NULL) {
+        fprintf(stderr, "sluice: %s\n", err);
+        return 1;
+    }
+    srv.config_path = config_path ? xstrdup(config_path) : NULL;
+    srv.trace = getenv("SLUICE_TRACE") != NULL;
+    if (open_logs(srv.cfg, daemonize) < 0) {
+        fprintf(stderr, "sluice: cannot open log file %s: %s\n",
+                srv.cfg->maillog_file, strerror(errno));
+        return 1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit();
+    evthread_use_pthreads();
+    struct event_config *ecfg = event_config_new();
+    srv.base = event_base_new_with_config(ecfg);
+    event_config_free(ecfg);
+    dict_init(&srv.sessions, NULL);
+    dict_init(&srv.per_ip, NULL);
+
+    int rc = 1;
+    if (open_listeners(&srv, err, sizeof(err)) < 0)
+        goto fatal;
+    if (daemonize)
+        daemonize_now(); /* before the spool starts its thread */
+    srv.spool = spool_open(srv.cfg->spool_dir, srv.base, err, sizeof(err));
+    if (srv.spool == NULL)
+        goto fatal;
+    srv.tls_ctx = load_tls(srv.cfg, err, sizeof(err));
+    if (srv.tls_ctx == NULL && strcmp(srv.cfg->smtpd_tls_security_level, "none") != 0)
+        goto fatal;
+    if (drop_privileges(srv.cfg->mail_owner, err, sizeof(err)) < 0)
+        goto fatal;
+    the_server = &srv;
+
+    struct event *sig_term = evsignal_new(srv.base, SIGTERM, signal_cb, &srv);
+    struct event *sig_int = evsignal_new(srv.base, SIGINT, signal_cb, &srv);
+    struct event *sig_hup = evsignal_new(srv.base, SIGHUP, signal_cb, &srv);
+    event_add(sig_term, NULL);
+    event_add(sig_int, NULL);
+    event_add(sig_hup, NULL);
+    log_svc("master", "daemon started -- version %s, configuration %s, listening on %s, "
+            "%zu message(s) in queue", SLUICE_VERSION,
+            srv.cfg->path ? srv.cfg->path : "(built-in defaults)", srv.cfg->smtp_listen,
+            spool_initial_count(srv.spool));
+
+    event_base_dispatch(srv.base);
+
+    rc = srv.shutting_down ? 0 : 1;
+    log_svc("master", "stopped");
+    event_free(sig_term);
+    event_free(sig_int);
+    event_free(sig_hup);
+    if (srv.shutdown_timer)
+        event_free(srv.shutdown_timer);
+    goto cleanup;
+fatal:
+    if (srv.cfg->maillog_file[0] || daemonize)
+        log_svc("master", "fatal: %s", err);
+    if (!daemonize)
+        fprintf(stderr, "sluice: fatal: %s\n", err);
+cleanup:
+    spool_close(srv.spool);
+    the_server = NULL;
+    for (size_t i = 0; i < srv.nlisteners; i++)
+        evconnlistener_free(srv.listeners[i]);
+    free(srv.listeners);
+    if (srv.tls_ctx)
+        SSL_CTX_free(srv.tls_ctx);
+    dict_free(&srv.sessions);
+    dict_free(&srv.per_ip);
+    event_base_free(srv.base);
+    config_free(srv.cfg);
+    free(srv.config_path);
+    log_close();
+    return rc;
+}

@@ -1,0 +1,161 @@
+"""harness.py - start and stop sluice (and peers) for integration tests.
+
+Every process a test starts is stopped by PID. Ports come from the kernel
+(bind to port 0), so tests can run while another sluice is running.
+"""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SLUICE = os.environ.get("SLUICE_BIN", os.path.join(ROOT, "build/asan/sluice"))
+PYTHON = "/usr/bin/python3"
+
+
+def free_port(host="127.0.0.1"):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_port(host, port, timeout=15.0, proc=None):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"{host}:{port} did not start listening")
+
+
+class Sluice:
+    """A private `sluice serve` with its own config, spool and log."""
+
+    def __init__(self, conf=None, port=None, host="127.0.0.1", tmpdir=None):
+        self.dir = tmpdir or tempfile.mkdtemp(prefix="sluice-test-")
+        self.host = host
+        self.port = port or free_port(host)
+        self.spool = os.path.join(self.dir, "spool")
+        self.logfile = os.path.join(self.dir, "maillog")
+        self.conf_path = os.path.join(self.dir, "sluice.conf")
+        base = {
+            "smtp_listen": f"{host}:{self.port}" if ":" not in host else f"[{host}]:{self.port}",
+            "spool_dir": self.spool,
+            "maillog_file": self.logfile,
+            "myhostname": "mx.test.example",
+            "mydomains": "localhost test.example",
+        }
+        base.update(conf or {})
+        with open(self.conf_path, "w") as f:
+            for k, v in base.items():
+                f.write(f"{k} = {v}\n")
+        self.proc = None
+
+    def start(self, wait=True, extra_args=()):
+        self.stderr = open(os.path.join(self.dir, "stderr"), "ab")
+        self.proc = subprocess.Popen([SLUICE, "serve", "-c", self.conf_path, *extra_args],
+                                     stdout=self.stderr, stderr=self.stderr)
+        if wait:
+            wait_port(self.host, self.port, proc=self.proc)
+        return self
+
+    def stop(self, sig=signal.SIGTERM, timeout=40):
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+
+    def kill9(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def log(self):
+        try:
+            with open(self.logfile, errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def stderr_text(self):
+        with open(os.path.join(self.dir, "stderr"), errors="replace") as f:
+            return f.read()
+
+    def queue_files(self):
+        q = os.path.join(self.spool, "queue")
+        return sorted(os.listdir(q)) if os.path.isdir(q) else []
+
+    def read_queue_file(self, qid):
+        with open(os.path.join(self.spool, "queue", qid), "rb") as f:
+            return f.read()
+
+    def cleanup(self):
+        self.kill9()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        try:
+            self.stop()
+        finally:
+            self.cleanup()
+
+
+class RawClient:
+    """A line-level SMTP client for protocol abuse tests."""
+
+    def __init__(self, host, port, source=None, timeout=10):
+        self.sock = socket.create_connection((host, port), timeout=timeout,
+                                             source_address=(source, 0) if source else None)
+        self.buf = b""
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def reply(self):
+        """Read one (possibly multi-line) reply; returns (code, text)."""
+        lines = []
+        while True:
+            while b"\r\n" not in self.buf:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError("closed: " + repr(self.buf))
+                self.buf += chunk
+            line, self.buf = self.buf.split(b"\r\n", 1)
+            lines.append(line.decode(errors="replace"))
+            if len(line) < 4 or line[3:4] != b"-":
+                break
+        return int(lines[-1][:3]), "\n".join(lines)
+
+    def cmd(self, line):
+        self.send(line + "\r\n")
+        return self.reply()
+
+    def closed(self, timeout=5):
+        """True when the server closed the connection."""
+        self.sock.settimeout(timeout)
+        try:
+            return self.sock.recv(1) == b""
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except socket.timeout:
+            return False
+
+    def close(self):
+        self.sock.close()
