@@ -137,6 +137,15 @@ static int parse_trailer(const char *data, size_t len, uint64_t *off, uint64_t *
     return 0;
 }
 
+/* Each single-valued record may appear once; a repeat means damage. */
+static int set_once(char **field, const char *val)
+{
+    if (*field != NULL)
+        return -1;
+    *field = xstrdup(val);
+    return 0;
+}
+
 static int parse_record(struct spool_envelope *env, char *line)
 {
     char *sp = strchr(line, ' ');
@@ -158,16 +167,17 @@ static int parse_record(struct spool_envelope *env, char *line)
         char *name = strchr(val, ' ');
         if (name)
             *name++ = '\0';
-        env->client_addr = xstrdup(val);
+        if (set_once(&env->client_addr, val) < 0)
+            return -1;
         env->client_name = xstrdup(name ? name : "");
     } else if (strcmp(line, "helo") == 0) {
-        env->helo = xstrdup(val);
+        return set_once(&env->helo, val);
     } else if (strcmp(line, "proto") == 0) {
-        env->proto = xstrdup(val);
+        return set_once(&env->proto, val);
     } else if (strcmp(line, "sender") == 0) {
-        env->sender = xstrdup(val);
+        return set_once(&env->sender, val);
     } else if (strcmp(line, "envid") == 0) {
-        env->envid = xstrdup(val);
+        return set_once(&env->envid, val);
     } else if (strcmp(line, "ret") == 0) {
         env->ret = strcmp(val, "FULL") == 0 ? RET_FULL : RET_HDRS;
     } else if (strcmp(line, "body") == 0) {
