@@ -50,6 +50,33 @@ static const struct cfg_def cfg_defs[] = {
     {"smtpd_bare_newline", CFG_ENUM, "normalize", F(smtpd_bare_newline), "normalize|reject"},
     {"smtpd_shutdown_timeout", CFG_TIME, "30s", F(smtpd_shutdown_timeout), NULL},
     {"spool_sync_delay_us", CFG_INT, "0", F(spool_sync_delay_us), NULL},
+    {"queue_delivery", CFG_BOOL, "yes", F(queue_delivery), NULL},
+    {"maildir_base", CFG_STR, "./var/mail", F(maildir_base), NULL},
+    {"transport_maps", CFG_STR, "", F(transport_maps), NULL},
+    {"relayhost", CFG_STR, "", F(relayhost), NULL},
+    {"minimal_backoff_time", CFG_TIME, "5m", F(minimal_backoff_time), NULL},
+    {"maximal_backoff_time", CFG_TIME, "1h", F(maximal_backoff_time), NULL},
+    {"maximal_queue_lifetime", CFG_TIME, "5d", F(maximal_queue_lifetime), NULL},
+    {"throttled_queue_lifetime", CFG_TIME, "10d", F(throttled_queue_lifetime), NULL},
+    {"delay_warning_time", CFG_TIME, "4h", F(delay_warning_time), NULL},
+    {"queue_run_delay", CFG_TIME, "1s", F(queue_run_delay), NULL},
+    {"reputation_block_action", CFG_ENUM, "bounce", F(reputation_block_action), "bounce|hold"},
+    {"bounce_notice_recipient", CFG_STR, "postmaster", F(bounce_notice_recipient), NULL},
+    {"reply_rules", CFG_STR, "", F(reply_rules), NULL},
+    {"initial_destination_concurrency", CFG_INT, "2", F(initial_destination_concurrency), NULL},
+    {"default_destination_concurrency_limit", CFG_INT, "20",
+     F(default_destination_concurrency_limit), NULL},
+    {"smtp_destination_recipient_limit", CFG_INT, "50", F(smtp_destination_recipient_limit), NULL},
+    {"smtp_connection_reuse_count", CFG_INT, "100", F(smtp_connection_reuse_count), NULL},
+    {"smtp_connect_timeout", CFG_TIME, "30s", F(smtp_connect_timeout), NULL},
+    {"smtp_reply_timeout", CFG_TIME, "300s", F(smtp_reply_timeout), NULL},
+    {"smtp_data_timeout", CFG_TIME, "600s", F(smtp_data_timeout), NULL},
+    {"smtp_tls_security_level", CFG_ENUM, "may", F(smtp_tls_security_level), "none|may|encrypt"},
+    {"tls_policy_maps", CFG_STR, "", F(tls_policy_maps), NULL},
+    {"smtp_tls_fallback_ttl", CFG_TIME, "1d", F(smtp_tls_fallback_ttl), NULL},
+    {"smtp_helo_name", CFG_STR, "$myhostname", F(smtp_helo_name), NULL},
+    {"throttle_pause_time", CFG_TIME, "60s", F(throttle_pause_time), NULL},
+    {"destination_rate_delay", CFG_TIME, "0s", F(destination_rate_delay), NULL},
 };
 
 #define CFG_NKEYS (sizeof(cfg_defs) / sizeof(cfg_defs[0]))
@@ -292,6 +319,20 @@ static int cfg_convert(struct config *c, char *err, size_t errlen)
     return 0;
 }
 
+/* Load an optional table named by key `name` (empty path: none). */
+static int load_table(struct config *c, const char *name, const char *path,
+                      struct table **out, char *err, size_t errlen)
+{
+    char terr[512];
+    if (path[0] == '\0')
+        return 0;
+    *out = table_load(path, terr, sizeof(terr));
+    if (*out == NULL)
+        return cfg_error(err, errlen, c, c->lineno[cfg_index(name)], "%s: %s",
+                         name, terr);
+    return 0;
+}
+
 /* Build the derived objects (network list, domain list, tables). */
 static int cfg_derive(struct config *c, char *err, size_t errlen)
 {
@@ -320,6 +361,11 @@ static int cfg_derive(struct config *c, char *err, size_t errlen)
                              terr, NULL);
         }
     }
+    if (load_table(c, "transport_maps", c->transport_maps, &c->transport_table,
+                   err, errlen) < 0 ||
+        load_table(c, "tls_policy_maps", c->tls_policy_maps, &c->tls_policy_table,
+                   err, errlen) < 0)
+        return -1;
     if ((c->tls_cert_file[0] == '\0') != (c->tls_key_file[0] == '\0')) {
         i = cfg_index(c->tls_cert_file[0] ? "tls_cert_file" : "tls_key_file");
         return cfg_error(err, errlen, c, c->lineno[i], "tls_cert_file and "
@@ -366,6 +412,8 @@ void config_free(struct config *c)
     free(c->mydomains_v);
     netlist_free(&c->mynetworks_list);
     table_free(c->local_recipients_table);
+    table_free(c->transport_table);
+    table_free(c->tls_policy_table);
     free(c->raw);
     free(c->lineno);
     free(c->path);

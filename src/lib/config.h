@@ -47,12 +47,41 @@ struct config {
     char *smtpd_bare_newline;
     uint64_t smtpd_shutdown_timeout;
     uint64_t spool_sync_delay_us;
+    /* --- delivery --- */
+    bool queue_delivery;
+    char *maildir_base;
+    char *transport_maps;
+    char *relayhost;
+    uint64_t minimal_backoff_time;
+    uint64_t maximal_backoff_time;
+    uint64_t maximal_queue_lifetime;
+    uint64_t throttled_queue_lifetime;
+    uint64_t delay_warning_time;
+    uint64_t queue_run_delay;
+    char *reputation_block_action;
+    char *bounce_notice_recipient;
+    char *reply_rules;
+    uint64_t initial_destination_concurrency;
+    uint64_t default_destination_concurrency_limit;
+    uint64_t smtp_destination_recipient_limit;
+    uint64_t smtp_connection_reuse_count;
+    uint64_t smtp_connect_timeout;
+    uint64_t smtp_reply_timeout;
+    uint64_t smtp_data_timeout;
+    char *smtp_tls_security_level;
+    char *tls_policy_maps;
+    uint64_t smtp_tls_fallback_ttl;
+    char *smtp_helo_name;
+    uint64_t throttle_pause_time;
+    uint64_t destination_rate_delay;
 
     /* --- derived at load time --- */
     struct netlist mynetworks_list;
     char **mydomains_v;
     size_t mydomains_n;
     struct table *local_recipients_table;
+    struct table *transport_table;
+    struct table *tls_policy_table;
 
     /* --- bookkeeping for `sluice config` --- */
     char *path;            /* file loaded, or NULL for built-in defaults */

@@ -47,9 +47,14 @@ struct spool_envelope {
     char *proto;
     struct spool_rcpt *rcpts;
     size_t nrcpt, rcpt_cap;
+    int kind;            /* SPOOL_KIND_* */
     uint64_t content_offset;
     uint64_t content_length;
 };
+
+/* What a queued message is: ordinary mail, a DSN we generated for a
+ * sender, or a notice to the postmaster about a DSN that failed. */
+enum { SPOOL_KIND_MAIL = 0, SPOOL_KIND_DSN = 1, SPOOL_KIND_NOTICE = 2 };
 
 struct spool_writer {
     int fd;

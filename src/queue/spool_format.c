@@ -69,6 +69,8 @@ void spool_envelope_format(const struct spool_envelope *env, struct buf *out)
         buf_printf(out, "body %s\n", body_words[env->body]);
     if (env->smtputf8)
         buf_puts(out, "smtputf8\n");
+    if (env->kind == SPOOL_KIND_DSN || env->kind == SPOOL_KIND_NOTICE)
+        buf_printf(out, "kind %s\n", env->kind == SPOOL_KIND_DSN ? "dsn" : "notice");
     for (size_t i = 0; i < env->nrcpt; i++) {
         buf_printf(out, "rcpt %s\t", env->rcpts[i].addr);
         format_notify(env->rcpts[i].notify, out);
@@ -182,6 +184,9 @@ static int parse_record(struct spool_envelope *env, char *line)
         env->ret = strcmp(val, "FULL") == 0 ? RET_FULL : RET_HDRS;
     } else if (strcmp(line, "body") == 0) {
         env->body = strcmp(val, "8BITMIME") == 0 ? BODY_8BITMIME : BODY_7BIT;
+    } else if (strcmp(line, "kind") == 0) {
+        env->kind = strcmp(val, "dsn") == 0 ? SPOOL_KIND_DSN
+                  : strcmp(val, "notice") == 0 ? SPOOL_KIND_NOTICE : SPOOL_KIND_MAIL;
     } else if (strcmp(line, "smtputf8") == 0) {
         env->smtputf8 = true;
     } else if (strcmp(line, "rcpt") == 0) {

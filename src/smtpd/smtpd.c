@@ -6,6 +6,7 @@
  * wrong, a listen address is taken or the spool is not writable.
  */
 #include "smtpd/smtpd.h"
+#include "queue/qmgr.h"
 #include "queue/spool.h"
 #include "lib/log.h"
 #include "lib/strutil.h"
@@ -83,6 +84,11 @@ void smtpd_check_shutdown_done(struct smtpd *srv)
 {
     if (srv->shutting_down && srv->nsessions == 0 && spool_pending(srv->spool) == 0)
         event_base_loopexit(srv->base, NULL);
+}
+
+static void queued_cb(struct smtpd *srv, const char *qid)
+{
+    qmgr_message_queued(srv->qmgr, qid);
 }
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd,
@@ -347,6 +353,10 @@ int smtpd_main(const char *config_path, bool daemonize)
     if (drop_privileges(srv.cfg->mail_owner, err, sizeof(err)) < 0)
         goto fatal;
     the_server = &srv;
+    srv.qmgr = qmgr_new(srv.base, &srv.cfg, srv.spool, srv.cfg->spool_dir, err, sizeof(err));
+    if (srv.qmgr == NULL)
+        goto fatal;
+    srv.on_queued = queued_cb;
 
     struct event *sig_term = evsignal_new(srv.base, SIGTERM, signal_cb, &srv);
     struct event *sig_int = evsignal_new(srv.base, SIGINT, signal_cb, &srv);
@@ -375,6 +385,7 @@ fatal:
     if (!daemonize)
         fprintf(stderr, "sluice: fatal: %s\n", err);
 cleanup:
+    qmgr_free(srv.qmgr);
     spool_close(srv.spool);
     the_server = NULL;
     for (size_t i = 0; i < srv.nlisteners; i++)

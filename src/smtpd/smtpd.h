@@ -22,6 +22,7 @@ struct smtpd {
     struct event_base *base;
     struct config *cfg;          /* current; replaced on SIGHUP */
     struct spool *spool;
+    struct qmgr *qmgr;
     SSL_CTX *tls_ctx;            /* NULL when TLS is off */
     struct dict sessions;        /* id (decimal) -> struct smtpd_session * */
     struct dict per_ip;          /* client address -> connection count */

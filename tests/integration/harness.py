@@ -51,6 +51,8 @@ class Sluice:
             "maillog_file": self.logfile,
             "myhostname": "mx.test.example",
             "mydomains": "localhost test.example",
+            # inbound tests inspect the queue: keep accepted mail there
+            "queue_delivery": "no",
         }
         base.update(conf or {})
         with open(self.conf_path, "w") as f:

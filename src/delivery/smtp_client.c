@@ -1,0 +1,907 @@
+/*
+ * smtp_client.c - the outbound SMTP and LMTP client (RFC 5321, 2033,
+ * 2920 pipelining, 3030 CHUNKING, 3207 STARTTLS, 3461 DSN, 1870 SIZE,
+ * 6152 8BITMIME, 6531 SMTPUTF8).
+ *
+ * One struct smtp_session per connection; it delivers the job it was
+ * started with and then, while the queue manager has more jobs for the
+ * same destination, reuses the connection (smtp_connection_reuse_count).
+ * Every state change goes through cs_enter(). Results are per recipient;
+ * a failure that concerns the whole connection (cannot connect, lost
+ * connection, greeting refused) is set on every recipient still open.
+ */
+#include "delivery/delivery.h"
+#include "delivery/smtp_client.h"
+#include "lib/config.h"
+#include "lib/log.h"
+#include "lib/netaddr.h"
+#include "lib/strutil.h"
+#include "lib/xalloc.h"
+#include "smtpd/smtpd_parse.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <openssl/err.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define CS_LINE_MAX 2048
+#define CS_MAX_ADDRS 16
+#define CS_BODY_CHUNK (64 * 1024)
+
+enum cs_state {
+    CS_RESOLVE, CS_CONNECT, CS_GREETING, CS_EHLO, CS_HELO, CS_STARTTLS, CS_TLS,
+    CS_TXN, CS_BODY, CS_RSET, CS_QUIT, CS_DONE, CS_COUNT
+};
+
+static const char *const cs_names[CS_COUNT] = {
+    "RESOLVE", "CONNECT", "GREETING", "EHLO", "HELO", "STARTTLS", "TLS",
+    "TXN", "BODY", "RSET", "QUIT", "DONE",
+};
+
+/* What each pipelined command was, to match its reply. */
+enum cs_cmd { CMD_MAIL, CMD_RCPT, CMD_DATA };
+
+struct smtp_session {
+    struct delivery_job *job;
+    bool lmtp;
+    enum cs_state state;
+    struct bufferevent *bev;
+    int fd;
+    SSL *ssl;
+    struct sockaddr_storage addrs[CS_MAX_ADDRS];
+    socklen_t addrlens[CS_MAX_ADDRS];
+    int naddrs, addr_idx;
+    char host[256];
+    char ip[64];
+    uint16_t port;
+    /* peer capabilities */
+    bool pipelining, starttls, dsn, smtputf8, eightbit, chunking;
+    uint64_t size_limit;
+    /* TLS */
+    enum tls_need tls_need;
+    bool tls_active, no_tls, tls_fell_back;
+    /* reply being read */
+    int rcode;
+    char renh[16];
+    char rtext[512];
+    bool in_reply;
+    /* transaction */
+    enum cs_cmd *cmds;
+    size_t *cmd_rcpt;
+    size_t ncmds, sent, acked;
+    bool *accepted;
+    size_t naccepted, final_seen;
+    bool mail_ok, need_rset;
+    /* body */
+    int qfd;
+    uint64_t body_off;
+    bool body_line_start, body_finished;
+    unsigned msgs_on_conn;
+};
+
+static void cs_read_cb(struct bufferevent *bev, void *arg);
+static void cs_write_cb(struct bufferevent *bev, void *arg);
+static void cs_event_cb(struct bufferevent *bev, short what, void *arg);
+static void cs_connect_next(struct smtp_session *s);
+static void cs_start_txn(struct smtp_session *s);
+static void cs_finish_job(struct smtp_session *s);
+
+static void cs_enter(struct smtp_session *s, enum cs_state st)
+{
+    if (getenv("SLUICE_TRACE"))
+        log_svc("smtp", "%s: %s -> %s", s->host, cs_names[s->state], cs_names[st]);
+    s->state = st;
+}
+
+static const struct config *ccfg(void)
+{
+    return delivery_env.config();
+}
+
+static void cs_send(struct smtp_session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void cs_send(struct smtp_session *s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    evbuffer_add_vprintf(bufferevent_get_output(s->bev), fmt, ap);
+    va_end(ap);
+    evbuffer_add(bufferevent_get_output(s->bev), "\r\n", 2);
+}
+
+/* ---------------------------------------------------------------------- */
+/* session teardown                                                        */
+
+static void cs_close_conn(struct smtp_session *s)
+{
+    if (s->bev)
+        bufferevent_free(s->bev);
+    s->bev = NULL;
+    if (s->ssl)
+        SSL_free(s->ssl);
+    s->ssl = NULL;
+    if (s->fd >= 0)
+        close(s->fd);
+    s->fd = -1;
+    s->tls_active = false;
+}
+
+static void cs_free_txn(struct smtp_session *s)
+{
+    free(s->cmds);
+    free(s->cmd_rcpt);
+    free(s->accepted);
+    s->cmds = NULL;
+    s->cmd_rcpt = NULL;
+    s->accepted = NULL;
+    s->ncmds = s->sent = s->acked = s->naccepted = s->final_seen = 0;
+    if (s->qfd >= 0)
+        close(s->qfd);
+    s->qfd = -1;
+}
+
+static void cs_free(struct smtp_session *s)
+{
+    cs_close_conn(s);
+    cs_free_txn(s);
+    free(s);
+}
+
+/* A failure of the connection: every open recipient gets this reply. */
+static void cs_fail_all(struct smtp_session *s, int code, const char *enh, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void cs_fail_all(struct smtp_session *s, int code, const char *enh, const char *fmt, ...)
+{
+    char text[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    if (s->job)
+        delivery_set_all(s->job, code, enh, text);
+}
+
+/* The job is over; hand it back and end the session. */
+static void cs_end(struct smtp_session *s)
+{
+    cs_enter(s, CS_DONE);
+    struct delivery_job *job = s->job;
+    s->job = NULL;
+    if (job) {
+        gettimeofday(&job->t_end, NULL);
+        job->done(job);
+    }
+    cs_free(s);
+}
+
+/* ---------------------------------------------------------------------- */
+/* connecting                                                              */
+
+static void cs_relay_name(struct smtp_session *s)
+{
+    struct delivery_job *j = s->job;
+    if (s->lmtp && j->hop.unix_socket)
+        snprintf(j->relay, sizeof(j->relay), "%s", j->hop.host);
+    else
+        snprintf(j->relay, sizeof(j->relay), "%s[%s]:%u", s->host, s->ip, s->port);
+    str_copy(j->remote_host, s->host, sizeof(j->remote_host));
+}
+
+static void cs_connect_next(struct smtp_session *s)
+{
+    cs_close_conn(s);
+    if (s->addr_idx >= s->naddrs) {
+        s->job->connect_failed = true;
+        cs_end(s);
+        return;
+    }
+    int i = s->addr_idx++;
+    struct sockaddr *sa = (struct sockaddr *)&s->addrs[i];
+    if (sa->sa_family == AF_UNIX) {
+        str_copy(s->ip, "unix", sizeof(s->ip));
+    } else {
+        struct netaddr na;
+        netaddr_from_sockaddr(sa, &na);
+        netaddr_str(&na, s->ip, sizeof(s->ip));
+    }
+    s->fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (s->fd < 0) {
+        cs_fail_all(s, 451, "4.4.1", "cannot create socket: %s", strerror(errno));
+        cs_connect_next(s);
+        return;
+    }
+    s->bev = bufferevent_socket_new(delivery_env.base, s->fd, 0);
+    bufferevent_setcb(s->bev, cs_read_cb, cs_write_cb, cs_event_cb, s);
+    struct timeval tv = {(time_t)ccfg()->smtp_connect_timeout, 0};
+    bufferevent_set_timeouts(s->bev, &tv, &tv);
+    cs_enter(s, CS_CONNECT);
+    cs_relay_name(s);
+    if (bufferevent_socket_connect(s->bev, sa, (int)s->addrlens[i]) < 0) {
+        cs_fail_all(s, 451, "4.4.1", "connect to %s[%s]:%u: %s", s->host, s->ip, s->port,
+                    strerror(errno));
+        cs_connect_next(s);
+        return;
+    }
+    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+}
+
+static void cs_add_addr(struct smtp_session *s, const struct sockaddr *sa, socklen_t len)
+{
+    if (s->naddrs >= CS_MAX_ADDRS || len > sizeof(s->addrs[0]))
+        return;
+    memcpy(&s->addrs[s->naddrs], sa, len);
+    s->addrlens[s->naddrs++] = len;
+}
+
+static void cs_resolved(int err, struct evutil_addrinfo *res, void *arg)
+{
+    struct smtp_session *s = arg;
+    for (struct evutil_addrinfo *ai = res; ai; ai = ai->ai_next) {
+        if (ai->ai_family == AF_INET)
+            ((struct sockaddr_in *)ai->ai_addr)->sin_port = htons(s->port);
+        else if (ai->ai_family == AF_INET6)
+            ((struct sockaddr_in6 *)ai->ai_addr)->sin6_port = htons(s->port);
+        else
+            continue;
+        cs_add_addr(s, ai->ai_addr, (socklen_t)ai->ai_addrlen);
+    }
+    if (res)
+        evutil_freeaddrinfo(res);
+    if (s->naddrs == 0) {
+        bool perm = err == EVUTIL_EAI_NONAME;
+        cs_fail_all(s, perm ? 550 : 451, perm ? "5.1.2" : "4.4.3",
+                    "Host or domain name not found. Name service error for name=%s: %s",
+                    s->host, evutil_gai_strerror(err));
+        cs_end(s);
+        return;
+    }
+    cs_connect_next(s);
+}
+
+static struct evdns_base *dns_base;
+
+/* Find addresses for the next hop (numeric, unix socket, or A/AAAA). */
+static void cs_resolve(struct smtp_session *s)
+{
+    const struct nexthop *h = &s->job->hop;
+    cs_enter(s, CS_RESOLVE);
+    if (h->unix_socket) {
+        struct sockaddr_un un;
+        memset(&un, 0, sizeof(un));
+        un.sun_family = AF_UNIX;
+        str_copy(un.sun_path, h->host, sizeof(un.sun_path));
+        cs_add_addr(s, (struct sockaddr *)&un, sizeof(un));
+        cs_connect_next(s);
+        return;
+    }
+    struct netaddr na;
+    if (netaddr_parse(h->host, &na) == 0) {
+        struct sockaddr_storage ss;
+        memset(&ss, 0, sizeof(ss));
+        socklen_t len;
+        if (na.family == AF_INET) {
+            struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+            in->sin_family = AF_INET;
+            in->sin_port = htons(s->port);
+            memcpy(&in->sin_addr, na.bytes, 4);
+            len = sizeof(*in);
+        } else {
+            struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+            in6->sin6_family = AF_INET6;
+            in6->sin6_port = htons(s->port);
+            memcpy(&in6->sin6_addr, na.bytes, 16);
+            len = sizeof(*in6);
+        }
+        cs_add_addr(s, (struct sockaddr *)&ss, len);
+        cs_connect_next(s);
+        return;
+    }
+    if (dns_base == NULL)
+        dns_base = evdns_base_new(delivery_env.base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+                                                     EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+    struct evutil_addrinfo hints;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    evdns_getaddrinfo(dns_base, h->host, NULL, &hints, cs_resolved, s);
+}
+
+/* ---------------------------------------------------------------------- */
+/* replies                                                                 */
+
+/* Parse one reply line into the reply being built. Returns true when the
+ * line was the last of the reply. */
+static bool cs_reply_line(struct smtp_session *s, const char *line, size_t len)
+{
+    int code = 0;
+    if (len >= 3 && line[0] >= '2' && line[0] <= '5' && line[1] >= '0' && line[1] <= '9' &&
+        line[2] >= '0' && line[2] <= '9')
+        code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
+    bool more = len > 3 && line[3] == '-';
+    const char *text = len > 4 ? line + 4 : "";
+    if (!s->in_reply) {
+        s->in_reply = true;
+        s->rcode = code ? code : 500;
+        s->renh[0] = '\0';
+        s->rtext[0] = '\0';
+        /* enhanced status code: d.d{1,3}.d{1,3} at the start */
+        size_t n = strspn(text, "0123456789.");
+        if (n >= 5 && n < sizeof(s->renh) && text[1] == '.' && text[0] == line[0]) {
+            memcpy(s->renh, text, n);
+            s->renh[n] = '\0';
+            text += n;
+            while (*text == ' ')
+                text++;
+        }
+    } else if (code && strlen(text) > strlen(s->renh) &&
+               strncmp(text, s->renh, strlen(s->renh)) == 0 && s->renh[0]) {
+        text += strlen(s->renh);
+        while (*text == ' ')
+            text++;
+    }
+    size_t have = strlen(s->rtext);
+    if (have + 2 < sizeof(s->rtext))
+        snprintf(s->rtext + have, sizeof(s->rtext) - have, "%s%s", have ? " " : "", text);
+    if (!s->renh[0])
+        snprintf(s->renh, sizeof(s->renh), "%c.0.0", s->rcode / 100 + '0');
+    if (s->state == CS_EHLO && code == 250) {
+        /* one extension per line, keyword first */
+        if (str_iprefix(text, "PIPELINING"))
+            s->pipelining = true;
+        else if (str_iprefix(text, "STARTTLS"))
+            s->starttls = true;
+        else if (str_iprefix(text, "DSN"))
+            s->dsn = true;
+        else if (str_iprefix(text, "SMTPUTF8"))
+            s->smtputf8 = true;
+        else if (str_iprefix(text, "8BITMIME"))
+            s->eightbit = true;
+        else if (str_iprefix(text, "CHUNKING"))
+            s->chunking = true;
+        else if (str_iprefix(text, "SIZE ")) {
+            uint64_t v;
+            if (str_to_u64(text + 5, &v) == 0)
+                s->size_limit = v;
+        }
+    }
+    return !more;
+}
+
+static void cs_handle_reply(struct smtp_session *s);
+
+static void cs_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct smtp_session *s = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    while (s->bev == bev && s->state != CS_DONE) {
+        size_t len;
+        char *line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF);
+        if (line == NULL) {
+            if (evbuffer_get_length(in) > CS_LINE_MAX) {
+                cs_fail_all(s, 451, "4.5.0", "reply line too long from %s[%s]", s->host, s->ip);
+                cs_end(s);
+            }
+            return;
+        }
+        if (len > CS_LINE_MAX)
+            line[CS_LINE_MAX] = '\0', len = CS_LINE_MAX;
+        bool last = cs_reply_line(s, line, len);
+        free(line);
+        if (last) {
+            s->in_reply = false;
+            cs_handle_reply(s);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------- */
+/* greeting, EHLO, STARTTLS                                                */
+
+static void cs_ehlo(struct smtp_session *s)
+{
+    s->pipelining = s->starttls = s->dsn = s->smtputf8 = s->eightbit = s->chunking = false;
+    s->size_limit = 0;
+    cs_enter(s, CS_EHLO);
+    cs_send(s, "%s %s", s->lmtp ? "LHLO" : "EHLO", ccfg()->smtp_helo_name);
+}
+
+static void cs_tls_event_cb(struct bufferevent *bev, short what, void *arg);
+
+static void cs_start_tls(struct smtp_session *s)
+{
+    bufferevent_free(s->bev);
+    s->ssl = SSL_new(smtp_tls_client_ctx());
+    SSL_set_tlsext_host_name(s->ssl, s->host);
+    s->bev = bufferevent_openssl_socket_new(delivery_env.base, s->fd, s->ssl,
+                                            BUFFEREVENT_SSL_CONNECTING, 0);
+    bufferevent_openssl_set_allow_dirty_shutdown(s->bev, 1);
+    bufferevent_setcb(s->bev, cs_read_cb, cs_write_cb, cs_tls_event_cb, s);
+    struct timeval tv = {(time_t)ccfg()->smtp_reply_timeout, 0};
+    bufferevent_set_timeouts(s->bev, &tv, &tv);
+    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+    cs_enter(s, CS_TLS);
+}
+
+/* STARTTLS failed: plaintext at once unless policy forbids it. */
+static void cs_tls_failed(struct smtp_session *s, const char *why)
+{
+    log_svc("smtp", "%s: STARTTLS with %s[%s] failed: %s", s->job->qid, s->host, s->ip, why);
+    if (s->tls_need == TLS_ENCRYPT) {
+        cs_fail_all(s, 451, "4.7.5", "TLS is required for %s but the handshake failed: %s",
+                    s->host, why);
+        cs_end(s);
+        return;
+    }
+    smtp_tls_remember_failure(s->host, (time_t)ccfg()->smtp_tls_fallback_ttl);
+    s->no_tls = true;
+    s->tls_fell_back = true;
+    s->addr_idx--; /* the same address again, in plaintext */
+    cs_connect_next(s);
+}
+
+static void cs_after_ehlo(struct smtp_session *s)
+{
+    bool want_tls = s->tls_need != TLS_NONE && !s->tls_active && !s->no_tls;
+    if (want_tls && s->starttls) {
+        cs_enter(s, CS_STARTTLS);
+        cs_send(s, "STARTTLS");
+        return;
+    }
+    if (s->tls_need == TLS_ENCRYPT && !s->tls_active) {
+        cs_fail_all(s, 451, "4.7.5", "TLS is required for %s but it %s", s->host,
+                    s->starttls ? "failed earlier" : "does not offer STARTTLS");
+        cs_enter(s, CS_QUIT);
+        cs_send(s, "QUIT");
+        return;
+    }
+    if (s->tls_need != TLS_NONE && !s->tls_active)
+        snprintf(s->job->tls, sizeof(s->job->tls), "may:none");
+    cs_start_txn(s);
+}
+
+/* ---------------------------------------------------------------------- */
+/* the transaction                                                         */
+
+static bool needs_8bit(const struct delivery_job *j)
+{
+    return j->body == BODY_8BITMIME;
+}
+
+static void cs_send_mail(struct smtp_session *s)
+{
+    struct delivery_job *j = s->job;
+    char params[400] = "";
+    size_t o = 0;
+    if (s->size_limit)
+        o += (size_t)snprintf(params + o, sizeof(params) - o, " SIZE=%llu",
+                              (unsigned long long)j->content_length);
+    if (needs_8bit(j) && s->eightbit)
+        o += (size_t)snprintf(params + o, sizeof(params) - o, " BODY=8BITMIME");
+    if (j->smtputf8 && s->smtputf8)
+        o += (size_t)snprintf(params + o, sizeof(params) - o, " SMTPUTF8");
+    if (s->dsn && j->ret)
+        o += (size_t)snprintf(params + o, sizeof(params) - o, " RET=%s",
+                              j->ret == RET_FULL ? "FULL" : "HDRS");
+    if (s->dsn && j->envid)
+        o += (size_t)snprintf(params + o, sizeof(params) - o, " ENVID=%s", j->envid);
+    cs_send(s, "MAIL FROM:<%s>%s", j->sender, params);
+}
+
+static void cs_send_rcpt(struct smtp_session *s, size_t i)
+{
+    struct delivery_rcpt *r = &s->job->rcpts[i];
+    char params[700] = "";
+    if (s->dsn && r->notify) {
+        static const char *const w[] = {"NEVER", "SUCCESS", "FAILURE", "DELAY"};
+        size_t o = (size_t)snprintf(params, sizeof(params), " NOTIFY=");
+        bool first = true;
+        for (int b = 0; b < 4; b++)
+            if (r->notify & (1u << b)) {
+                o += (size_t)snprintf(params + o, sizeof(params) - o, "%s%s",
+                                      first ? "" : ",", w[b]);
+                first = false;
+            }
+    }
+    if (s->dsn && r->orcpt) {
+        size_t o = strlen(params);
+        snprintf(params + o, sizeof(params) - o, " ORCPT=%s", r->orcpt);
+    }
+    cs_send(s, "RCPT TO:<%s>%s", r->addr, params);
+}
+
+static void cs_send_cmd(struct smtp_session *s, size_t k)
+{
+    switch (s->cmds[k]) {
+    case CMD_MAIL: cs_send_mail(s); break;
+    case CMD_RCPT: cs_send_rcpt(s, s->cmd_rcpt[k]); break;
+    case CMD_DATA:
+        if (s->chunking && !s->lmtp)
+            return; /* BDAT goes out after the RCPT replies, with the body */
+        cs_send(s, "DATA");
+        break;
+    }
+}
+
+/* Refuse before sending what the peer cannot take. */
+static bool cs_precheck(struct smtp_session *s)
+{
+    struct delivery_job *j = s->job;
+    if (s->size_limit && j->content_length > s->size_limit) {
+        delivery_set_all(j, 552, "5.3.4", "message size exceeds the limit the receiving "
+                         "server announced (SIZE)");
+        return false;
+    }
+    if (j->smtputf8 && !s->smtputf8) {
+        delivery_set_all(j, 550, "5.6.7", "the message needs SMTPUTF8 and the receiving "
+                         "server does not offer it");
+        return false;
+    }
+    return true;
+}
+
+static void cs_start_txn(struct smtp_session *s)
+{
+    struct delivery_job *j = s->job;
+    cs_free_txn(s);
+    if (s->need_rset) {
+        s->need_rset = false;
+        cs_enter(s, CS_RSET);
+        cs_send(s, "RSET");
+        return;
+    }
+    if (!cs_precheck(s)) {
+        cs_finish_job(s);
+        return;
+    }
+    s->ncmds = j->nrcpt + 2;
+    s->cmds = xcalloc(s->ncmds, sizeof(*s->cmds));
+    s->cmd_rcpt = xcalloc(s->ncmds, sizeof(*s->cmd_rcpt));
+    s->accepted = xcalloc(j->nrcpt + 1, sizeof(bool));
+    s->cmds[0] = CMD_MAIL;
+    for (size_t i = 0; i < j->nrcpt; i++) {
+        s->cmds[i + 1] = CMD_RCPT;
+        s->cmd_rcpt[i + 1] = i;
+    }
+    s->cmds[j->nrcpt + 1] = CMD_DATA;
+    s->mail_ok = false;
+    cs_enter(s, CS_TXN);
+    size_t upto = s->pipelining ? s->ncmds : 1;
+    for (s->sent = 0; s->sent < upto; s->sent++)
+        cs_send_cmd(s, s->sent);
+    struct timeval tv = {(time_t)ccfg()->smtp_reply_timeout, 0};
+    bufferevent_set_timeouts(s->bev, &tv, &tv);
+}
+
+/* Stream the message: DATA (dot-stuffed) or BDAT (raw). Called again
+ * from the write callback while the output drains. */
+static void cs_body_pump(struct smtp_session *s)
+{
+    struct delivery_job *j = s->job;
+    struct evbuffer *out = bufferevent_get_output(s->bev);
+    bool raw = s->chunking && !s->lmtp;
+    char buf[CS_BODY_CHUNK];
+    while (!s->body_finished && evbuffer_get_length(out) < 4 * CS_BODY_CHUNK) {
+        uint64_t left = j->content_length - s->body_off;
+        size_t want = left < sizeof(buf) ? (size_t)left : sizeof(buf);
+        ssize_t r = want ? pread(s->qfd, buf, want, (off_t)(j->content_offset + s->body_off)) : 0;
+        if (want && r <= 0) {
+            cs_fail_all(s, 451, "4.3.0", "cannot read the queue file: %s",
+                        r < 0 ? strerror(errno) : "short file");
+            s->body_finished = true;
+            cs_end(s);
+            return;
+        }
+        if (raw) {
+            evbuffer_add(out, buf, (size_t)r);
+        } else {
+            size_t start = 0;
+            for (ssize_t i = 0; i < r; i++) {
+                if (s->body_line_start && buf[i] == '.') {
+                    evbuffer_add(out, buf + start, (size_t)i - start);
+                    evbuffer_add(out, ".", 1);
+                    start = (size_t)i;
+                }
+                s->body_line_start = buf[i] == '\n';
+            }
+            evbuffer_add(out, buf + start, (size_t)r - start);
+        }
+        s->body_off += (uint64_t)r;
+        if (s->body_off >= j->content_length) {
+            s->body_finished = true;
+            if (!raw) {
+                if (!s->body_line_start && j->content_length)
+                    evbuffer_add(out, "\r\n", 2);
+                evbuffer_add(out, ".\r\n", 3);
+            }
+        }
+    }
+}
+
+static void cs_start_body(struct smtp_session *s)
+{
+    struct delivery_job *j = s->job;
+    s->qfd = open(j->queue_path, O_RDONLY | O_CLOEXEC);
+    if (s->qfd < 0) {
+        cs_fail_all(s, 451, "4.3.0", "cannot open the queue file: %s", strerror(errno));
+        cs_end(s);
+        return;
+    }
+    s->body_off = 0;
+    s->body_line_start = true;
+    s->body_finished = false;
+    s->final_seen = 0;
+    cs_enter(s, CS_BODY);
+    if (s->chunking && !s->lmtp)
+        cs_send(s, "BDAT %llu LAST", (unsigned long long)j->content_length);
+    struct timeval tv = {(time_t)ccfg()->smtp_data_timeout, 0};
+    bufferevent_set_timeouts(s->bev, &tv, &tv);
+    cs_body_pump(s);
+}
+
+static void cs_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct smtp_session *s = arg;
+    if (s->state == CS_BODY && !s->body_finished)
+        cs_body_pump(s);
+}
+
+/* A reply in the transaction: MAIL, a RCPT, or DATA's 354. */
+static void cs_txn_reply(struct smtp_session *s)
+{
+    struct delivery_job *j = s->job;
+    size_t k = s->acked++;
+    switch (s->cmds[k]) {
+    case CMD_MAIL:
+        s->mail_ok = s->rcode >= 200 && s->rcode < 300;
+        if (!s->mail_ok)
+            delivery_set_all(j, s->rcode, s->renh, s->rtext);
+        break;
+    case CMD_RCPT: {
+        struct delivery_rcpt *r = &j->rcpts[s->cmd_rcpt[k]];
+        if (s->mail_ok && s->rcode >= 200 && s->rcode < 300) {
+            s->accepted[s->cmd_rcpt[k]] = true;
+            s->naccepted++;
+        } else if (s->mail_ok) {
+            delivery_set_result(r, s->rcode, s->renh, "%s", s->rtext);
+        }
+        break;
+    }
+    case CMD_DATA:
+        if (s->rcode == 354 && s->naccepted > 0) {
+            cs_start_body(s);
+        } else if (s->rcode == 354) {
+            /* nobody accepted but the peer wants data: end it empty */
+            cs_send(s, ".");
+            s->need_rset = false;
+            cs_enter(s, CS_BODY);
+            s->body_finished = true;
+            s->naccepted = 0;
+        } else {
+            if (s->naccepted)
+                delivery_set_all(j, s->rcode, s->renh, s->rtext);
+            s->need_rset = false;
+            cs_finish_job(s);
+        }
+        return;
+    }
+    /* non-pipelined: next command; BDAT: after the last RCPT reply */
+    if (!s->pipelining && s->sent < s->ncmds &&
+        !(s->cmds[s->sent] == CMD_DATA && s->chunking && !s->lmtp)) {
+        if (s->cmds[s->sent] == CMD_DATA && (!s->mail_ok || s->naccepted == 0)) {
+            s->need_rset = true;
+            cs_finish_job(s);
+            return;
+        }
+        if (s->cmds[s->sent] != CMD_MAIL && !s->mail_ok) {
+            s->need_rset = true;
+            cs_finish_job(s);
+            return;
+        }
+        cs_send_cmd(s, s->sent++);
+        return;
+    }
+    if (s->acked == s->ncmds - 1 && s->chunking && !s->lmtp) {
+        if (s->naccepted == 0) {
+            s->need_rset = true;
+            cs_finish_job(s);
+        } else {
+            s->acked++;
+            cs_start_body(s);
+        }
+    }
+}
+
+/* The reply (or, for LMTP, replies) after the message. */
+static void cs_body_reply(struct smtp_session *s)
+{
+    struct delivery_job *j = s->job;
+    if (!s->lmtp || s->naccepted == 0) {
+        for (size_t i = 0; i < j->nrcpt; i++)
+            if (s->accepted[i])
+                delivery_set_result(&j->rcpts[i], s->rcode, s->renh, "%s", s->rtext);
+        cs_finish_job(s);
+        return;
+    }
+    /* LMTP: one reply per accepted recipient, in order (RFC 2033 4.2) */
+    size_t seen = 0;
+    for (size_t i = 0; i < j->nrcpt; i++) {
+        if (!s->accepted[i])
+            continue;
+        if (seen++ == s->final_seen) {
+            delivery_set_result(&j->rcpts[i], s->rcode, s->renh, "%s", s->rtext);
+            break;
+        }
+    }
+    if (++s->final_seen >= s->naccepted)
+        cs_finish_job(s);
+}
+
+/* The job is done; take another for the same destination or quit. */
+static void cs_finish_job(struct smtp_session *s)
+{
+    struct delivery_job *j = s->job;
+    cs_free_txn(s);
+    s->msgs_on_conn++;
+    struct delivery_job *next = NULL;
+    if (delivery_env.next_job && s->msgs_on_conn < ccfg()->smtp_connection_reuse_count)
+        next = delivery_env.next_job(j->dest_key);
+    gettimeofday(&j->t_end, NULL);
+    s->job = NULL;
+    j->done(j);
+    if (next) {
+        s->job = next;
+        gettimeofday(&next->t_start, NULL);
+        next->t_connected = next->t_start;
+        cs_relay_name(s);
+        if (s->tls_active)
+            snprintf(next->tls, sizeof(next->tls), "%s:%s",
+                     s->tls_need == TLS_ENCRYPT ? "encrypt" : "may", SSL_get_version(s->ssl));
+        else if (s->tls_need != TLS_NONE)
+            str_copy(next->tls, "may:none", sizeof(next->tls));
+        cs_start_txn(s);
+        return;
+    }
+    cs_enter(s, CS_QUIT);
+    cs_send(s, "QUIT");
+}
+
+static void cs_handle_reply(struct smtp_session *s)
+{
+    struct delivery_job *j = s->job;
+    switch (s->state) {
+    case CS_GREETING:
+        gettimeofday(&j->t_connected, NULL);
+        if (s->rcode != 220) {
+            cs_fail_all(s, s->rcode, s->renh, "%s", s->rtext);
+            cs_enter(s, CS_QUIT);
+            cs_send(s, "QUIT");
+            return;
+        }
+        cs_ehlo(s);
+        break;
+    case CS_EHLO:
+        if (s->rcode == 250) {
+            cs_after_ehlo(s);
+        } else if (!s->lmtp) {
+            cs_enter(s, CS_HELO);
+            cs_send(s, "HELO %s", ccfg()->smtp_helo_name);
+        } else {
+            cs_fail_all(s, s->rcode, s->renh, "%s", s->rtext);
+            cs_end(s);
+        }
+        break;
+    case CS_HELO:
+        if (s->rcode != 250) {
+            cs_fail_all(s, s->rcode, s->renh, "%s", s->rtext);
+            cs_enter(s, CS_QUIT);
+            cs_send(s, "QUIT");
+            return;
+        }
+        cs_after_ehlo(s);
+        break;
+    case CS_STARTTLS:
+        if (s->rcode == 220)
+            cs_start_tls(s);
+        else
+            cs_tls_failed(s, s->rtext);
+        break;
+    case CS_TXN:
+        cs_txn_reply(s);
+        break;
+    case CS_BODY:
+        cs_body_reply(s);
+        break;
+    case CS_RSET:
+        cs_start_txn(s);
+        break;
+    case CS_QUIT:
+        cs_end(s);
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---------------------------------------------------------------------- */
+/* connection events                                                       */
+
+static void cs_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct smtp_session *s = arg;
+    if (what & BEV_EVENT_CONNECTED) {
+        cs_enter(s, CS_GREETING);
+        struct timeval tv = {(time_t)ccfg()->smtp_reply_timeout, 0};
+        bufferevent_set_timeouts(bev, &tv, &tv);
+        return;
+    }
+    const char *why = (what & BEV_EVENT_TIMEOUT) ? "timeout" :
+                      (what & BEV_EVENT_EOF) ? "connection closed" :
+                      strerror(EVUTIL_SOCKET_ERROR());
+    if (s->state == CS_CONNECT) {
+        cs_fail_all(s, 451, "4.4.1", "connect to %s[%s]:%u: %s", s->host, s->ip, s->port, why);
+        cs_connect_next(s);
+        return;
+    }
+    if (s->state == CS_QUIT || s->job == NULL) {
+        cs_end(s);
+        return;
+    }
+    if (s->state == CS_STARTTLS) {
+        cs_tls_failed(s, "connection closed after STARTTLS");
+        return;
+    }
+    cs_fail_all(s, 451, "4.4.2", "lost connection with %s[%s] while in %s: %s", s->host,
+                s->ip, cs_names[s->state], why);
+    cs_end(s);
+}
+
+static void cs_tls_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct smtp_session *s = arg;
+    if (what & BEV_EVENT_CONNECTED) {
+        s->tls_active = true;
+        snprintf(s->job->tls, sizeof(s->job->tls), "%s:%s",
+                 s->tls_need == TLS_ENCRYPT ? "encrypt" : "may", SSL_get_version(s->ssl));
+        bufferevent_setcb(bev, cs_read_cb, cs_write_cb, cs_event_cb, s);
+        cs_ehlo(s);
+        return;
+    }
+    char reason[256] = "connection closed during the TLS handshake";
+    unsigned long e = bufferevent_get_openssl_error(bev);
+    if (e)
+        ERR_error_string_n(e, reason, sizeof(reason));
+    cs_tls_failed(s, reason);
+}
+
+/* ---------------------------------------------------------------------- */
+
+void smtp_deliver(struct delivery_job *job)
+{
+    struct smtp_session *s = xcalloc(1, sizeof(*s));
+    s->job = job;
+    s->fd = -1;
+    s->qfd = -1;
+    s->lmtp = job->hop.kind == TR_LMTP;
+    str_copy(s->host, job->hop.host, sizeof(s->host));
+    s->port = job->hop.port;
+    const char *at = job->nrcpt ? strrchr(job->rcpts[0].addr, '@') : NULL;
+    s->tls_need = s->lmtp ? TLS_NONE : smtp_tls_level(ccfg(), at ? at + 1 : NULL, s->host);
+    if (s->tls_need == TLS_MAY && smtp_tls_recently_failed(s->host)) {
+        s->no_tls = true;
+        s->tls_fell_back = true;
+    }
+    cs_resolve(s);
+}
