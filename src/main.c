@@ -4,6 +4,7 @@
 #include "lib/config.h"
 #include "lib/strutil.h"
 #include "smtpd/smtpd.h"
+#include "tools/tools.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -21,23 +22,17 @@ static void usage(FILE *out)
         "verbs:\n"
         "  serve   [-c FILE] [-d]        run the MTA (SMTP listener and queue)\n"
         "  config  [-c FILE] [-n] [--json]  print the effective configuration\n"
+        "  queue   [-c FILE] [--json] list|show|flush|hold|release|delete|bounce\n"
+        "  explain [--json] 'REPLY'     what a remote SMTP reply means\n"
         "  version                      print the version\n"
         "\n"
         "Without -c, sluice reads $SLUICE_CONFIG, else " DEFAULT_CONFIG " if it\n"
         "exists, else runs on built-in defaults. 'sluice VERB --help' for more.\n");
 }
 
-/* -c FILE, $SLUICE_CONFIG, the system file if present, or NULL. */
 static const char *config_path(const char *given)
 {
-    if (given)
-        return given;
-    const char *env = getenv("SLUICE_CONFIG");
-    if (env && *env)
-        return env;
-    if (access(DEFAULT_CONFIG, R_OK) == 0)
-        return DEFAULT_CONFIG;
-    return NULL;
+    return tools_config_path(given);
 }
 
 static const struct option common_opts[] = {
@@ -118,6 +113,8 @@ static const struct verb verbs[] = {
     {"serve", verb_serve},
     {"config", verb_config},
     {"version", verb_version},
+    {"queue", queue_cli_main},
+    {"explain", explain_main},
 };
 
 int main(int argc, char **argv)

@@ -25,6 +25,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <event2/event.h>
+#include <event2/listener.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -680,6 +681,7 @@ struct qmgr *qmgr_new(struct event_base *base, struct config **cfgp, struct spoo
     srandom((unsigned)time(NULL) ^ (unsigned)getpid());
     smtp_tls_cache_open(spool_dir);
     scan_queue(q);
+    q->ctl = qmgr_ctl_listen(q, spool_dir);
     q->tick = event_new(base, -1, EV_PERSIST, tick_cb, q);
     struct timeval tv = {(time_t)(*cfgp)->queue_run_delay, 0};
     if (tv.tv_sec == 0)
@@ -694,6 +696,8 @@ void qmgr_free(struct qmgr *q)
     if (q == NULL)
         return;
     q->stopping = true;
+    if (q->ctl)
+        evconnlistener_free(q->ctl);
     if (q->tick)
         event_free(q->tick);
     workq_free(q->wq);

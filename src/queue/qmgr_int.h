@@ -57,6 +57,7 @@ struct qmgr {
     size_t active_jobs;
     size_t dsn_pending;
     bool stopping;           /* shutting down: start nothing new */
+    struct evconnlistener *ctl;
     char queue_dir[512];
     char state_dir[512];
 };
@@ -67,6 +68,7 @@ void qmgr_schedule_msg(struct qmgr *q, struct qmsg *m);
 void qmgr_dest_pump(struct qmgr *q, struct qdest *d);
 int qmgr_route(const struct config *c, const char *addr, struct nexthop *hop);
 int qmgr_parse_nexthop(const char *spec, struct nexthop *hop);
+struct evconnlistener *qmgr_ctl_listen(struct qmgr *q, const char *spool_dir);
 /* qmgr_notify.c */
 void qmgr_msg_check_done(struct qmgr *q, struct qmsg *m);
 void qmgr_delay_notice_check(struct qmgr *q, struct qmsg *m, time_t now);
