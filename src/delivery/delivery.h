@@ -17,6 +17,7 @@
 #include <sys/time.h>
 
 struct config;
+struct dns;
 struct event_base;
 struct workq;
 
@@ -69,6 +70,7 @@ struct delivery_job {
 struct delivery_env {
     struct event_base *base;
     struct workq *workq;
+    struct dns *dns;
     const struct config *(*config)(void);
     /* Connection reuse: the next waiting job for a destination, or NULL.
      * The caller runs it on its open connection. */

@@ -13,6 +13,7 @@
 #include "delivery/delivery.h"
 #include "delivery/smtp_client.h"
 #include "lib/config.h"
+#include "lib/dns.h"
 #include "lib/log.h"
 #include "lib/netaddr.h"
 #include "lib/strutil.h"
@@ -24,7 +25,6 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
-#include <event2/dns.h>
 #include <event2/event.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -39,6 +39,7 @@
 
 #define CS_LINE_MAX 2048
 #define CS_MAX_ADDRS 16
+#define CS_MAX_MX 5
 #define CS_BODY_CHUNK (64 * 1024)
 
 enum cs_state {
@@ -64,7 +65,12 @@ struct smtp_session {
     struct sockaddr_storage addrs[CS_MAX_ADDRS];
     socklen_t addrlens[CS_MAX_ADDRS];
     int naddrs, addr_idx;
-    char host[256];
+    char addr_host[CS_MAX_ADDRS][256];
+    /* MX resolution */
+    char mxhosts[CS_MAX_MX][256];
+    int nmx, mx_idx, mx_stage;
+    bool lookup_tempfail;
+    char host[256];           /* the host of the current address */
     char ip[64];
     uint16_t port;
     /* peer capabilities */
@@ -210,6 +216,7 @@ static void cs_connect_next(struct smtp_session *s)
     }
     int i = s->addr_idx++;
     struct sockaddr *sa = (struct sockaddr *)&s->addrs[i];
+    str_copy(s->host, s->addr_host[i], sizeof(s->host));
     if (sa->sa_family == AF_UNIX) {
         str_copy(s->ip, "unix", sizeof(s->ip));
     } else {
@@ -238,42 +245,120 @@ static void cs_connect_next(struct smtp_session *s)
     bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 }
 
-static void cs_add_addr(struct smtp_session *s, const struct sockaddr *sa, socklen_t len)
+static void cs_add_addr(struct smtp_session *s, const struct sockaddr *sa, socklen_t len,
+                        const char *host)
 {
     if (s->naddrs >= CS_MAX_ADDRS || len > sizeof(s->addrs[0]))
         return;
     memcpy(&s->addrs[s->naddrs], sa, len);
+    str_copy(s->addr_host[s->naddrs], host, sizeof(s->addr_host[0]));
     s->addrlens[s->naddrs++] = len;
 }
 
-static void cs_resolved(int err, struct evutil_addrinfo *res, void *arg)
+static void cs_add_netaddr(struct smtp_session *s, const struct netaddr *na, const char *host)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    socklen_t len;
+    if (na->family == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+        in->sin_family = AF_INET;
+        in->sin_port = htons(s->port);
+        memcpy(&in->sin_addr, na->bytes, 4);
+        len = sizeof(*in);
+    } else {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons(s->port);
+        memcpy(&in6->sin6_addr, na->bytes, 16);
+        len = sizeof(*in6);
+    }
+    cs_add_addr(s, (struct sockaddr *)&ss, len, host);
+}
+
+static void cs_resolve_next(struct smtp_session *s);
+
+/* A or AAAA answer for mxhosts[mx_idx]. */
+static void cs_addr_answer(void *arg, const struct dns_result *res)
 {
     struct smtp_session *s = arg;
-    for (struct evutil_addrinfo *ai = res; ai; ai = ai->ai_next) {
-        if (ai->ai_family == AF_INET)
-            ((struct sockaddr_in *)ai->ai_addr)->sin_port = htons(s->port);
-        else if (ai->ai_family == AF_INET6)
-            ((struct sockaddr_in6 *)ai->ai_addr)->sin6_port = htons(s->port);
-        else
-            continue;
-        cs_add_addr(s, ai->ai_addr, (socklen_t)ai->ai_addrlen);
+    if (res->status == DNS_OK)
+        for (size_t i = 0; i < res->n; i++)
+            cs_add_netaddr(s, &res->addrs[i], s->mxhosts[s->mx_idx]);
+    else if (res->status == DNS_TEMPFAIL)
+        s->lookup_tempfail = true;
+    if (++s->mx_stage == 2) {
+        s->mx_stage = 0;
+        s->mx_idx++;
     }
-    if (res)
-        evutil_freeaddrinfo(res);
+    cs_resolve_next(s);
+}
+
+static void cs_resolve_next(struct smtp_session *s)
+{
+    if (s->mx_idx < s->nmx && s->naddrs < CS_MAX_ADDRS) {
+        dns_query(delivery_env.dns, s->mxhosts[s->mx_idx],
+                  s->mx_stage == 0 ? DNS_T_A : DNS_T_AAAA, cs_addr_answer, s);
+        return;
+    }
     if (s->naddrs == 0) {
-        bool perm = err == EVUTIL_EAI_NONAME;
-        cs_fail_all(s, perm ? 550 : 451, perm ? "5.1.2" : "4.4.3",
-                    "Host or domain name not found. Name service error for name=%s: %s",
-                    s->host, evutil_gai_strerror(err));
+        cs_fail_all(s, 451, "4.4.3", "%s for the mail servers of %s",
+                    s->lookup_tempfail ? "address lookup failed temporarily"
+                                       : "no IP address found", s->job->hop.host);
+        s->job->connect_failed = true;
         cs_end(s);
         return;
     }
     cs_connect_next(s);
 }
 
-static struct evdns_base *dns_base;
+/* MX answer: the hosts in preference order, equal preferences shuffled. */
+static void cs_mx_answer(void *arg, const struct dns_result *res)
+{
+    struct smtp_session *s = arg;
+    const char *domain = s->job->hop.host;
+    if (res->status == DNS_OK && res->n == 1 && strcmp(res->mx[0].host, ".") == 0) {
+        cs_fail_all(s, 550, "5.1.10", "domain %s does not accept mail (null MX, RFC 7505)",
+                    domain);
+        cs_end(s);
+        return;
+    }
+    if (res->status == DNS_NXDOMAIN || res->status == DNS_BADNAME) {
+        cs_fail_all(s, 550, "5.1.2", "Host or domain name not found. Name service error "
+                    "for name=%s type=MX: Host not found", domain);
+        cs_end(s);
+        return;
+    }
+    if (res->status == DNS_TEMPFAIL) {
+        cs_fail_all(s, 451, "4.4.3", "Host or domain name lookup failure for %s (MX)", domain);
+        s->job->connect_failed = true;
+        cs_end(s);
+        return;
+    }
+    if (res->status == DNS_NODATA || res->n == 0) {
+        str_copy(s->mxhosts[0], domain, sizeof(s->mxhosts[0])); /* implicit MX */
+        s->nmx = 1;
+    } else {
+        for (size_t i = 0; i < res->n && s->nmx < CS_MAX_MX; i++)
+            str_copy(s->mxhosts[s->nmx++], res->mx[i].host, sizeof(s->mxhosts[0]));
+        for (int i = 0; i + 1 < s->nmx; i++) {
+            int j = i;
+            while (j + 1 < s->nmx && res->mx[j + 1].pref == res->mx[i].pref)
+                j++;
+            for (int k = j; k > i; k--) { /* Fisher-Yates within the run */
+                int r = i + (int)(random() % (k - i + 1));
+                char tmp[256];
+                memcpy(tmp, s->mxhosts[k], sizeof(tmp));
+                memcpy(s->mxhosts[k], s->mxhosts[r], sizeof(tmp));
+                memcpy(s->mxhosts[r], tmp, sizeof(tmp));
+            }
+            i = j;
+        }
+    }
+    cs_resolve_next(s);
+}
 
-/* Find addresses for the next hop (numeric, unix socket, or A/AAAA). */
+/* Find addresses for the next hop (numeric, unix socket, MX, or A/AAAA). */
 static void cs_resolve(struct smtp_session *s)
 {
     const struct nexthop *h = &s->job->hop;
@@ -283,40 +368,23 @@ static void cs_resolve(struct smtp_session *s)
         memset(&un, 0, sizeof(un));
         un.sun_family = AF_UNIX;
         str_copy(un.sun_path, h->host, sizeof(un.sun_path));
-        cs_add_addr(s, (struct sockaddr *)&un, sizeof(un));
+        cs_add_addr(s, (struct sockaddr *)&un, sizeof(un), h->host);
         cs_connect_next(s);
         return;
     }
     struct netaddr na;
     if (netaddr_parse(h->host, &na) == 0) {
-        struct sockaddr_storage ss;
-        memset(&ss, 0, sizeof(ss));
-        socklen_t len;
-        if (na.family == AF_INET) {
-            struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-            in->sin_family = AF_INET;
-            in->sin_port = htons(s->port);
-            memcpy(&in->sin_addr, na.bytes, 4);
-            len = sizeof(*in);
-        } else {
-            struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-            in6->sin6_family = AF_INET6;
-            in6->sin6_port = htons(s->port);
-            memcpy(&in6->sin6_addr, na.bytes, 16);
-            len = sizeof(*in6);
-        }
-        cs_add_addr(s, (struct sockaddr *)&ss, len);
+        cs_add_netaddr(s, &na, h->host);
         cs_connect_next(s);
         return;
     }
-    if (dns_base == NULL)
-        dns_base = evdns_base_new(delivery_env.base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
-                                                     EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-    struct evutil_addrinfo hints;
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    evdns_getaddrinfo(dns_base, h->host, NULL, &hints, cs_resolved, s);
+    if (h->use_mx) {
+        dns_query(delivery_env.dns, h->host, DNS_T_MX, cs_mx_answer, s);
+        return;
+    }
+    str_copy(s->mxhosts[0], h->host, sizeof(s->mxhosts[0]));
+    s->nmx = 1;
+    cs_resolve_next(s);
 }
 
 /* ---------------------------------------------------------------------- */

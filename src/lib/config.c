@@ -51,6 +51,7 @@ static const struct cfg_def cfg_defs[] = {
     {"smtpd_shutdown_timeout", CFG_TIME, "30s", F(smtpd_shutdown_timeout), NULL},
     {"spool_sync_delay_us", CFG_INT, "0", F(spool_sync_delay_us), NULL},
     {"queue_delivery", CFG_BOOL, "yes", F(queue_delivery), NULL},
+    {"dns_resolver", CFG_STR, "system", F(dns_resolver), NULL},
     {"maildir_base", CFG_STR, "./var/mail", F(maildir_base), NULL},
     {"transport_maps", CFG_STR, "", F(transport_maps), NULL},
     {"relayhost", CFG_STR, "", F(relayhost), NULL},

@@ -49,6 +49,7 @@ struct config {
     uint64_t spool_sync_delay_us;
     /* --- delivery --- */
     bool queue_delivery;
+    char *dns_resolver;
     char *maildir_base;
     char *transport_maps;
     char *relayhost;

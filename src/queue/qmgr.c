@@ -15,6 +15,7 @@
 #include "delivery/smtp_client.h"
 #include "lib/buf.h"
 #include "lib/config.h"
+#include "lib/dns.h"
 #include "lib/log.h"
 #include "lib/strutil.h"
 #include "lib/workq.h"
@@ -204,10 +205,14 @@ int qmgr_route(const struct config *c, const char *addr, struct nexthop *hop)
     return 0;
 }
 
-static struct qdest *dest_get(struct qmgr *q, const struct nexthop *hop)
+static struct qdest *dest_get(struct qmgr *q, const struct nexthop *hop,
+                              const char *mxkey)
 {
     char key[300];
-    dest_key_of(hop, key, sizeof(key));
+    if (mxkey)
+        snprintf(key, sizeof(key), "smtp:mx:%s:%u", mxkey, hop->port);
+    else
+        dest_key_of(hop, key, sizeof(key));
     struct qdest *d = dict_get(&q->dests, key);
     if (d == NULL) {
         d = xcalloc(1, sizeof(*d));
@@ -219,6 +224,95 @@ static struct qdest *dest_get(struct qmgr *q, const struct nexthop *hop)
         dict_set(&q->dests, key, d);
     }
     return d;
+}
+
+/* ---------------------------------------------------------------------- */
+/* MX rollup: domains whose MX host sets are equal share a destination     */
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg);
+
+static void mx_answer(void *arg, const struct dns_result *res)
+{
+    struct qmgr *q = the_qmgr;
+    char *domain = arg;
+    struct mx_entry *e = q ? dict_get(&q->mxcache, domain) : NULL;
+    if (e == NULL) {
+        free(domain);
+        return;
+    }
+    time_t now = time(NULL), ttl = res->ttl > 3600 ? 3600 : (res->ttl < 60 ? 60 : res->ttl);
+    e->expires = now + ttl;
+    if (res->status == DNS_OK && res->n == 1 && strcmp(res->mx[0].host, ".") == 0) {
+        e->state = MX_NULL;
+    } else if (res->status == DNS_OK) {
+        /* the sorted, de-duplicated host names are the destination's name */
+        e->state = MX_OK;
+        e->key[0] = '\0';
+        size_t o = 0;
+        for (size_t i = 0; i < res->n && o + 2 < sizeof(e->key); i++)
+            o += (size_t)snprintf(e->key + o, sizeof(e->key) - o, "%s%s", i ? "," : "",
+                                  res->mx[i].host);
+    } else if (res->status == DNS_NODATA) {
+        e->state = MX_OK; /* implicit MX: the domain itself (RFC 5321 5.1) */
+        str_copy(e->key, domain, sizeof(e->key));
+    } else if (res->status == DNS_NXDOMAIN || res->status == DNS_BADNAME) {
+        e->state = MX_NXDOMAIN;
+    } else {
+        e->state = MX_TEMPFAIL;
+        e->expires = now + 30;
+    }
+    free(domain);
+    event_active(q->tick, EV_TIMEOUT, 0);
+}
+
+/* The MX state of a domain; starts a lookup when unknown or stale. */
+static struct mx_entry *mx_lookup(struct qmgr *q, const char *domain)
+{
+    struct mx_entry *e = dict_get(&q->mxcache, domain);
+    if (e && (e->state == MX_PENDING || e->expires > time(NULL)))
+        return e;
+    if (e == NULL) {
+        e = xcalloc(1, sizeof(*e));
+        dict_set(&q->mxcache, domain, e);
+    }
+    e->state = MX_PENDING;
+    dns_query(q->dns, domain, DNS_T_MX, mx_answer, xstrdup(domain));
+    return e;
+}
+
+/* Turn an MX state into a next hop. Returns false while the lookup runs. */
+static bool mx_route(struct qmgr *q, struct nexthop *hop, const char **mxkey)
+{
+    *mxkey = NULL;
+    if (hop->kind != TR_SMTP || !hop->use_mx || q->dns == NULL)
+        return true;
+    struct netaddr na;
+    if (netaddr_parse(hop->host, &na) == 0)
+        return true;
+    struct mx_entry *e = mx_lookup(q, hop->host);
+    switch (e->state) {
+    case MX_PENDING:
+        return false;
+    case MX_OK:
+        *mxkey = e->key;
+        return true;
+    case MX_NULL:
+        hop->kind = TR_ERROR;
+        snprintf(hop->error_text, sizeof(hop->error_text), "5.1.10 Recipient address "
+                 "rejected: domain %.180s does not accept mail (null MX, RFC 7505)", hop->host);
+        return true;
+    case MX_NXDOMAIN:
+        hop->kind = TR_ERROR;
+        snprintf(hop->error_text, sizeof(hop->error_text), "5.1.2 Host or domain name not "
+                 "found: %.200s", hop->host);
+        return true;
+    case MX_TEMPFAIL:
+        hop->kind = TR_ERROR;
+        snprintf(hop->error_text, sizeof(hop->error_text), "4.4.3 Host or domain name "
+                 "lookup failed temporarily: %.180s", hop->host);
+        return true;
+    }
+    return true;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -359,7 +453,10 @@ void qmgr_schedule_msg(struct qmgr *q, struct qmsg *m)
             str_copy(hop.error_text, "4.3.5 bad next hop in transport_maps or relayhost",
                      sizeof(hop.error_text));
         }
-        struct qdest *d = dest_get(q, &hop);
+        const char *mxkey;
+        if (!mx_route(q, &hop, &mxkey))
+            continue; /* MX lookup running; the answer triggers a new run */
+        struct qdest *d = dest_get(q, &hop, mxkey);
         size_t k;
         for (k = 0; k < nj; k++)
             if (dests[k] == d && jobs[k]->nrcpt < limit)
@@ -671,7 +768,13 @@ struct qmgr *qmgr_new(struct event_base *base, struct config **cfgp, struct spoo
     dict_init(&q->dests, free);
     q->wq = workq_new(base, 2);
     the_qmgr = q;
-    struct delivery_env env = {base, q->wq, current_config, qmgr_next_job};
+    dict_init(&q->mxcache, free);
+    q->dns = dns_new(base, (*cfgp)->dns_resolver, 0, err, errlen);
+    if (q->dns == NULL) {
+        qmgr_free(q);
+        return NULL;
+    }
+    struct delivery_env env = {base, q->wq, q->dns, current_config, qmgr_next_job};
     delivery_init(&env);
     if ((*cfgp)->reply_rules[0] &&
         classify_load((*cfgp)->reply_rules, err, errlen) < 0) {
@@ -715,6 +818,9 @@ void qmgr_free(struct qmgr *q)
     }
     dict_free(&q->msgs);
     dict_free(&q->dests);
+    if (q->dns)
+        dns_free(q->dns);
+    dict_free(&q->mxcache);
     classify_free();
     if (the_qmgr == q)
         the_qmgr = NULL;

@@ -58,8 +58,18 @@ struct qmgr {
     size_t dsn_pending;
     bool stopping;           /* shutting down: start nothing new */
     struct evconnlistener *ctl;
+    struct dns *dns;
+    struct dict mxcache;     /* domain -> struct mx_entry */
     char queue_dir[512];
     char state_dir[512];
+};
+
+/* What the MX lookup of a domain said, cached (MX rollup). */
+enum mx_state { MX_PENDING, MX_OK, MX_NULL, MX_NXDOMAIN, MX_TEMPFAIL };
+struct mx_entry {
+    enum mx_state state;
+    time_t expires;
+    char key[300];           /* sorted MX host set: the destination key */
 };
 
 void qmgr_save_state(struct qmgr *q, struct qmsg *m);
