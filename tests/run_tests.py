@@ -73,7 +73,10 @@ def run_fuzz(tally, pattern):
         corpus = os.path.join(ROOT, "build/fuzz/corpus", name)
         os.makedirs(corpus, exist_ok=True)
         seeds = os.path.join(ROOT, "tests/fuzz/seeds", name)
-        args = [b, f"-max_total_time={FUZZ_SECONDS}", "-timeout=10", corpus]
+        artifacts = os.path.join(ROOT, "build/fuzz/artifacts", name) + "/"
+        os.makedirs(artifacts, exist_ok=True)
+        args = [b, f"-max_total_time={FUZZ_SECONDS}", "-timeout=10",
+                f"-artifact_prefix={artifacts}", corpus]
         if os.path.isdir(seeds):
             args.append(seeds)
         p = subprocess.run(args, capture_output=True, text=True, timeout=FUZZ_SECONDS + 120)

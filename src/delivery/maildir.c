@@ -87,8 +87,11 @@ static int copy_content(struct maildir_job *j, int in, int out)
     while (left > 0) {
         size_t want = left < sizeof(buf) ? (size_t)left : sizeof(buf);
         ssize_t r = pread(in, buf, want, off);
-        if (r <= 0)
+        if (r <= 0) {
+            if (r == 0)
+                errno = EIO; /* the queue file is shorter than its record says */
             return -1;
+        }
         size_t o = 0;
         for (ssize_t i = 0; i < r; i++) {
             if (cr && buf[i] != '\n')

@@ -18,6 +18,7 @@
 #include "lib/netaddr.h"
 #include "lib/strutil.h"
 #include "lib/xalloc.h"
+#include "mail/smtp_reply.h"
 #include "smtpd/smtpd_parse.h"
 
 #include <arpa/inet.h>
@@ -80,10 +81,10 @@ struct smtp_session {
     enum tls_need tls_need;
     bool tls_active, no_tls, tls_fell_back;
     /* reply being read */
+    struct smtp_reply reply;
     int rcode;
     char renh[16];
     char rtext[512];
-    bool in_reply;
     /* transaction */
     enum cs_cmd *cmds;
     size_t *cmd_rcpt;
@@ -390,62 +391,28 @@ static void cs_resolve(struct smtp_session *s)
 /* ---------------------------------------------------------------------- */
 /* replies                                                                 */
 
-/* Parse one reply line into the reply being built. Returns true when the
- * line was the last of the reply. */
+/* Parse one reply line; EHLO lines also set the peer's capabilities.
+ * Returns true when the line was the last of the reply. */
 static bool cs_reply_line(struct smtp_session *s, const char *line, size_t len)
 {
-    int code = 0;
-    if (len >= 3 && line[0] >= '2' && line[0] <= '5' && line[1] >= '0' && line[1] <= '9' &&
-        line[2] >= '0' && line[2] <= '9')
-        code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
-    bool more = len > 3 && line[3] == '-';
-    const char *text = len > 4 ? line + 4 : "";
-    if (!s->in_reply) {
-        s->in_reply = true;
-        s->rcode = code ? code : 500;
-        s->renh[0] = '\0';
-        s->rtext[0] = '\0';
-        /* enhanced status code: d.d{1,3}.d{1,3} at the start */
-        size_t n = strspn(text, "0123456789.");
-        if (n >= 5 && n < sizeof(s->renh) && text[1] == '.' && text[0] == line[0]) {
-            memcpy(s->renh, text, n);
-            s->renh[n] = '\0';
-            text += n;
-            while (*text == ' ')
-                text++;
-        }
-    } else if (code && strlen(text) > strlen(s->renh) &&
-               strncmp(text, s->renh, strlen(s->renh)) == 0 && s->renh[0]) {
-        text += strlen(s->renh);
-        while (*text == ' ')
-            text++;
+    bool first = !s->reply.open;
+    bool last = smtp_reply_feed(&s->reply, line, len);
+    if (s->state == CS_EHLO && !first && len > 4 && s->reply.code == 250) {
+        uint64_t size = 0;
+        unsigned f = smtp_ehlo_keyword(line + 4, &size);
+        s->pipelining |= (f & EXT_PIPELINING) != 0;
+        s->starttls |= (f & EXT_STARTTLS) != 0;
+        s->dsn |= (f & EXT_DSN) != 0;
+        s->smtputf8 |= (f & EXT_SMTPUTF8) != 0;
+        s->eightbit |= (f & EXT_8BITMIME) != 0;
+        s->chunking |= (f & EXT_CHUNKING) != 0;
+        if (f & EXT_SIZE)
+            s->size_limit = size;
     }
-    size_t have = strlen(s->rtext);
-    if (have + 2 < sizeof(s->rtext))
-        snprintf(s->rtext + have, sizeof(s->rtext) - have, "%s%s", have ? " " : "", text);
-    if (!s->renh[0])
-        snprintf(s->renh, sizeof(s->renh), "%c.0.0", s->rcode / 100 + '0');
-    if (s->state == CS_EHLO && code == 250) {
-        /* one extension per line, keyword first */
-        if (str_iprefix(text, "PIPELINING"))
-            s->pipelining = true;
-        else if (str_iprefix(text, "STARTTLS"))
-            s->starttls = true;
-        else if (str_iprefix(text, "DSN"))
-            s->dsn = true;
-        else if (str_iprefix(text, "SMTPUTF8"))
-            s->smtputf8 = true;
-        else if (str_iprefix(text, "8BITMIME"))
-            s->eightbit = true;
-        else if (str_iprefix(text, "CHUNKING"))
-            s->chunking = true;
-        else if (str_iprefix(text, "SIZE ")) {
-            uint64_t v;
-            if (str_to_u64(text + 5, &v) == 0)
-                s->size_limit = v;
-        }
-    }
-    return !more;
+    s->rcode = s->reply.code;
+    str_copy(s->renh, s->reply.enh, sizeof(s->renh));
+    str_copy(s->rtext, s->reply.text, sizeof(s->rtext));
+    return last;
 }
 
 static void cs_handle_reply(struct smtp_session *s);
@@ -468,10 +435,8 @@ static void cs_read_cb(struct bufferevent *bev, void *arg)
             line[CS_LINE_MAX] = '\0', len = CS_LINE_MAX;
         bool last = cs_reply_line(s, line, len);
         free(line);
-        if (last) {
-            s->in_reply = false;
+        if (last)
             cs_handle_reply(s);
-        }
     }
 }
 
