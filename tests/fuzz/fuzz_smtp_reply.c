@@ -23,9 +23,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 strlen(r.enh) >= sizeof(r.enh))
                 abort();
         }
+        /* the client hands C strings (evbuffer_readln) to the keyword parser */
+        char line[4096];
+        size_t n = len < sizeof(line) - 1 ? len : sizeof(line) - 1;
+        memcpy(line, p, n);
+        line[n] = '\0';
         uint64_t size_v;
-        if (len > 4)
-            smtp_ehlo_keyword(len > 4 ? p + 4 : p, &size_v);
+        if (n > 4)
+            smtp_ehlo_keyword(line + 4, &size_v);
         p += len + 1;
     }
     return 0;
