@@ -90,6 +90,8 @@ void delivery_set_all(struct delivery_job *job, int code, const char *enhanced,
 void local_deliver_maildir(struct delivery_job *job);
 void local_deliver_error(struct delivery_job *job);
 void smtp_deliver(struct delivery_job *job);
+/* Interrupt every SMTP/LMTP delivery in flight (each job's done() runs). */
+void smtp_client_shutdown(void);
 
 extern struct delivery_env delivery_env;
 

@@ -57,6 +57,7 @@ static const char *const cs_names[CS_COUNT] = {
 enum cs_cmd { CMD_MAIL, CMD_RCPT, CMD_DATA };
 
 struct smtp_session {
+    struct smtp_session *prev, *next;   /* all sessions, for shutdown */
     struct delivery_job *job;
     bool lmtp;
     enum cs_state state;
@@ -160,8 +161,16 @@ static void cs_free_txn(struct smtp_session *s)
     s->qfd = -1;
 }
 
+static struct smtp_session *all_sessions;
+
 static void cs_free(struct smtp_session *s)
 {
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        all_sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
     cs_close_conn(s);
     cs_free_txn(s);
     free(s);
@@ -417,10 +426,21 @@ static bool cs_reply_line(struct smtp_session *s, const char *line, size_t len)
 
 static void cs_handle_reply(struct smtp_session *s);
 
+static void cs_connected(struct smtp_session *s)
+{
+    cs_enter(s, CS_GREETING);
+    struct timeval tv = {(time_t)ccfg()->smtp_reply_timeout, 0};
+    bufferevent_set_timeouts(s->bev, &tv, &tv);
+}
+
 static void cs_read_cb(struct bufferevent *bev, void *arg)
 {
     struct smtp_session *s = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
+    /* libevent may deliver the greeting before the CONNECTED event when
+     * both arrive in one loop pass: data means we are connected. */
+    if (s->state == CS_CONNECT)
+        cs_connected(s);
     while (s->bev == bev && s->state != CS_DONE) {
         size_t len;
         char *line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF);
@@ -875,9 +895,8 @@ static void cs_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct smtp_session *s = arg;
     if (what & BEV_EVENT_CONNECTED) {
-        cs_enter(s, CS_GREETING);
-        struct timeval tv = {(time_t)ccfg()->smtp_reply_timeout, 0};
-        bufferevent_set_timeouts(bev, &tv, &tv);
+        if (s->state == CS_CONNECT)
+            cs_connected(s);
         return;
     }
     const char *why = (what & BEV_EVENT_TIMEOUT) ? "timeout" :
@@ -924,6 +943,10 @@ static void cs_tls_event_cb(struct bufferevent *bev, short what, void *arg)
 void smtp_deliver(struct delivery_job *job)
 {
     struct smtp_session *s = xcalloc(1, sizeof(*s));
+    s->next = all_sessions;
+    if (all_sessions)
+        all_sessions->prev = s;
+    all_sessions = s;
     s->job = job;
     s->fd = -1;
     s->qfd = -1;
@@ -937,4 +960,14 @@ void smtp_deliver(struct delivery_job *job)
         s->tls_fell_back = true;
     }
     cs_resolve(s);
+}
+
+void smtp_client_shutdown(void)
+{
+    while (all_sessions) {
+        struct smtp_session *s = all_sessions;
+        if (s->job)
+            cs_fail_all(s, 451, "4.3.2", "delivery interrupted: sluice is shutting down");
+        cs_end(s);
+    }
 }

@@ -68,7 +68,15 @@ static struct qmsg *msg_load(struct qmgr *q, const char *qid)
     snprintf(path, sizeof(path), "%s/%s", q->queue_dir, qid);
     struct qmsg *m = xcalloc(1, sizeof(*m));
     if (spool_read_file(path, &m->env, err, sizeof(err)) < 0) {
-        log_svc_warn("qmgr", "%s: ignoring damaged queue file: %s", qid, err);
+        /* never acknowledged (its end record is missing) or damaged on
+         * disk: keep it for inspection, out of the way of delivery */
+        char dir[600], dest[700];
+        snprintf(dir, sizeof(dir), "%s/../corrupt", q->queue_dir);
+        snprintf(dest, sizeof(dest), "%s/%s", dir, qid);
+        mkdir(dir, 0700);
+        log_svc_warn("qmgr", "%s: damaged queue file moved to %s: %s", qid, dest, err);
+        if (rename(path, dest) < 0)
+            unlink(path);
         free(m);
         return NULL;
     }
@@ -233,13 +241,10 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg);
 
 static void mx_answer(void *arg, const struct dns_result *res)
 {
+    /* entries live until qmgr_free, which cancels lookups first */
     struct qmgr *q = the_qmgr;
-    char *domain = arg;
-    struct mx_entry *e = q ? dict_get(&q->mxcache, domain) : NULL;
-    if (e == NULL) {
-        free(domain);
-        return;
-    }
+    struct mx_entry *e = arg;
+    const char *domain = e->domain;
     time_t now = time(NULL), ttl = res->ttl > 3600 ? 3600 : (res->ttl < 60 ? 60 : res->ttl);
     e->expires = now + ttl;
     if (res->status == DNS_OK && res->n == 1 && strcmp(res->mx[0].host, ".") == 0) {
@@ -261,7 +266,6 @@ static void mx_answer(void *arg, const struct dns_result *res)
         e->state = MX_TEMPFAIL;
         e->expires = now + 30;
     }
-    free(domain);
     event_active(q->tick, EV_TIMEOUT, 0);
 }
 
@@ -273,10 +277,11 @@ static struct mx_entry *mx_lookup(struct qmgr *q, const char *domain)
         return e;
     if (e == NULL) {
         e = xcalloc(1, sizeof(*e));
+        str_copy(e->domain, domain, sizeof(e->domain));
         dict_set(&q->mxcache, domain, e);
     }
     e->state = MX_PENDING;
-    dns_query(q->dns, domain, DNS_T_MX, mx_answer, xstrdup(domain));
+    dns_query(q->dns, domain, DNS_T_MX, mx_answer, e);
     return e;
 }
 
@@ -436,7 +441,7 @@ static struct delivery_job *qmgr_next_job(const char *dest_key)
 void qmgr_schedule_msg(struct qmgr *q, struct qmsg *m)
 {
     time_t now = time(NULL);
-    if (m->st.held || m->finishing)
+    if (m->st.held || m->finishing || !cfg(q)->queue_delivery || q->stopping)
         return;
     struct delivery_job *jobs[64];
     struct qdest *dests[64];
@@ -553,6 +558,10 @@ static void apply_result(struct qmgr *q, struct qmsg *m, struct qdest *d,
         classify_reply(r->code, r->enhanced, r->text, j->remote_host[0] ? j->remote_host : NULL)
         : RC_UNKNOWN;
     time_t now = time(NULL);
+    if (q->stopping && r->code >= 400) {
+        st->status = RS_PENDING; /* interrupted, not failed: no attempt used */
+        return;
+    }
     st->last_attempt = now;
     str_copy(st->dsn, r->enhanced, sizeof(st->dsn));
     snprintf(st->reply, sizeof(st->reply), "%d %s %s", r->code, r->enhanced, r->text);
@@ -612,6 +621,16 @@ static void dest_requeue_waiting(struct qmgr *q, struct qdest *d)
     d->nwaiting = 0;
 }
 
+static bool msg_all_sent(const struct qmsg *m)
+{
+    if (m->active_jobs > 0)
+        return false;
+    for (size_t i = 0; i < m->env.nrcpt; i++)
+        if (m->st.r[i].status != RS_SENT && m->st.r[i].status != RS_DONE)
+            return false;
+    return true;
+}
+
 static void job_done(struct delivery_job *j)
 {
     struct qmgr *q = the_qmgr;
@@ -645,7 +664,9 @@ static void job_done(struct delivery_job *j)
     }
     job_free(j);
     if (m) {
-        qmgr_save_state(q, m);
+        /* a message about to be removed needs no state file */
+        if (!msg_all_sent(m))
+            qmgr_save_state(q, m);
         qmgr_msg_check_done(q, m);
     }
     if (d)
@@ -799,6 +820,7 @@ void qmgr_free(struct qmgr *q)
     if (q == NULL)
         return;
     q->stopping = true;
+    smtp_client_shutdown();
     if (q->ctl)
         evconnlistener_free(q->ctl);
     if (q->tick)

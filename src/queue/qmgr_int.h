@@ -70,6 +70,7 @@ struct mx_entry {
     enum mx_state state;
     time_t expires;
     char key[300];           /* sorted MX host set: the destination key */
+    char domain[256];
 };
 
 void qmgr_save_state(struct qmgr *q, struct qmsg *m);

@@ -75,6 +75,9 @@ struct spool *spool_open(const char *dir, struct event_base *base,
                          char *err, size_t errlen);
 void spool_close(struct spool *sp);
 const char *spool_queue_dir(const struct spool *sp);
+/* Group-commit window: the sync thread waits this long after the first
+ * commit of a batch for others to join (0: no wait). */
+void spool_set_gather(struct spool *sp, unsigned usec);
 /* Number of messages in the queue directory at open time. */
 size_t spool_initial_count(const struct spool *sp);
 

@@ -217,8 +217,25 @@ static void reload(struct smtpd *srv)
     if (srv->tls_ctx)
         SSL_CTX_free(srv->tls_ctx); /* live SSL objects keep their own ref */
     srv->tls_ctx = ctx;
+    spool_set_gather(srv->spool, (unsigned)c->spool_sync_delay_us);
     open_logs(c, false);
     log_svc("master", "reload -- configuration %s", c->path ? c->path : "(built-in defaults)");
+}
+
+/* Ids of all sessions (shutting one down may free it, so collect first). */
+static uint64_t *session_ids(struct smtpd *srv, size_t *n)
+{
+    size_t pos = 0;
+    const char *key;
+    void *val;
+    uint64_t *ids = xcalloc(srv->nsessions + 1, sizeof(*ids));
+    *n = 0;
+    while (dict_next(&srv->sessions, &pos, &key, &val) && *n < srv->nsessions) {
+        uint64_t id;
+        if (str_to_u64(key, &id) == 0)
+            ids[(*n)++] = id;
+    }
+    return ids;
 }
 
 static void shutdown_timeout_cb(evutil_socket_t fd, short what, void *arg)
@@ -226,6 +243,15 @@ static void shutdown_timeout_cb(evutil_socket_t fd, short what, void *arg)
     struct smtpd *srv = arg;
     log_svc_warn("master", "shutdown: %zu session(s) still busy after %llus; exiting",
                  srv->nsessions, (unsigned long long)srv->cfg->smtpd_shutdown_timeout);
+    /* their clients have no 250, so nothing acknowledged is dropped */
+    size_t n;
+    uint64_t *ids = session_ids(srv, &n);
+    for (size_t i = 0; i < n; i++) {
+        struct smtpd_session *s = smtpd_find_session(srv, ids[i]);
+        if (s)
+            smtpd_session_abort(s);
+    }
+    free(ids);
     event_base_loopbreak(srv->base);
 }
 
@@ -237,16 +263,8 @@ static void begin_shutdown(struct smtpd *srv)
     log_svc("master", "terminating on signal 15; %zu session(s) open", srv->nsessions);
     for (size_t i = 0; i < srv->nlisteners; i++)
         evconnlistener_disable(srv->listeners[i]);
-    /* Collect first: shutting a session down may free it. */
-    size_t pos = 0, n = 0;
-    const char *key;
-    void *val;
-    uint64_t *ids = xcalloc(srv->nsessions + 1, sizeof(*ids));
-    while (dict_next(&srv->sessions, &pos, &key, &val) && n < srv->nsessions) {
-        uint64_t id;
-        if (str_to_u64(key, &id) == 0)
-            ids[n++] = id;
-    }
+    size_t n;
+    uint64_t *ids = session_ids(srv, &n);
     for (size_t i = 0; i < n; i++) {
         struct smtpd_session *s = smtpd_find_session(srv, ids[i]);
         if (s)
@@ -347,6 +365,7 @@ int smtpd_main(const char *config_path, bool daemonize)
     srv.spool = spool_open(srv.cfg->spool_dir, srv.base, err, sizeof(err));
     if (srv.spool == NULL)
         goto fatal;
+    spool_set_gather(srv.spool, (unsigned)srv.cfg->spool_sync_delay_us);
     srv.tls_ctx = load_tls(srv.cfg, err, sizeof(err));
     if (srv.tls_ctx == NULL && strcmp(srv.cfg->smtpd_tls_security_level, "none") != 0)
         goto fatal;

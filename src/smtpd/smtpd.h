@@ -52,6 +52,8 @@ void smtpd_check_shutdown_done(struct smtpd *srv);
 
 /* smtpd_session.c */
 void smtpd_session_start(struct smtpd *srv, int fd, const struct sockaddr *sa);
+/* Close a session now, whatever it is doing (end of the shutdown wait). */
+void smtpd_session_abort(struct smtpd_session *s);
 /* Ask an idle session to say 421 and close (shutdown). */
 void smtpd_session_shutdown(struct smtpd_session *s);
 

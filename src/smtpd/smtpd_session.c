@@ -263,14 +263,17 @@ static void cmd_mail(struct smtpd_session *s, char *args)
     }
     struct address a;
     const char *end;
-    /* Parse parameters first: SMTPUTF8 decides what the address may hold. */
-    char *params = strchr(args, '>');
-    params = params ? params + 1 : args + strcspn(args, " ");
-    while (*params == ' ')
-        params++;
+    /* Find where the path ends (a quoted local part may hold '>' or ' '),
+     * then read the parameters: SMTPUTF8 decides what the path may hold. */
+    unsigned flags = ADDR_ALLOW_NULL | ADDR_ALLOW_NOBRACKETS | ADDR_ALLOW_UTF8;
+    enum addr_status st = address_parse_path(args, flags, &a, &end);
+    if (st != ADDR_OK) {
+        reply_addr_error(s, st, true);
+        return;
+    }
     struct param_error pe;
     char ptmp[CMD_READ_MAX + 1];
-    str_copy(ptmp, params, sizeof(ptmp));
+    str_copy(ptmp, end, sizeof(ptmp));
     if (smtpd_parse_mail_params(ptmp, &s->mp, &pe) < 0) {
         reply(s, pe.code, pe.enhanced, "%s", pe.text);
         return;
@@ -279,12 +282,8 @@ static void cmd_mail(struct smtpd_session *s, char *args)
         reply(s, 555, "5.5.4", "SMTPUTF8 requires EHLO");
         return;
     }
-    unsigned flags = ADDR_ALLOW_NULL | ADDR_ALLOW_NOBRACKETS;
-    if (s->mp.smtputf8)
-        flags |= ADDR_ALLOW_UTF8;
-    enum addr_status st = address_parse_path(args, flags, &a, &end);
-    if (st != ADDR_OK) {
-        reply_addr_error(s, st, true);
+    if (a.utf8 && !s->mp.smtputf8) {
+        reply_addr_error(s, ADDR_EUTF8, true);
         return;
     }
     if (s->mp.has_size && s->mp.size > s->srv->cfg->message_size_limit) {
@@ -571,6 +570,16 @@ static void session_command(struct smtpd_session *s, char *line, size_t len)
         reply(s, 500, "5.5.2", "Error: NUL character in command");
         return;
     }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)line[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f) {
+            /* a bare CR or other control character could smuggle header
+             * lines into our Received: header or the logs */
+            s->total[SMTP_UNKNOWN]++;
+            reply(s, 501, "5.5.4", "Error: control character in command arguments");
+            return;
+        }
+    }
     struct smtp_command cmd;
     int prc = smtpd_parse_command(line, &cmd);
     s->total[cmd.verb]++;
@@ -607,8 +616,7 @@ static void session_command(struct smtpd_session *s, char *line, size_t len)
 /* Remember the Message-ID for the log, scanning the first header bytes. */
 static void scan_message_id(struct smtpd_session *s, const char *p, size_t n)
 {
-    if (!s->dd.in_headers && s->hdr_scan.len == 0)
-        return;
+    /* keep the first 16 KiB: the header section, or most of it */
     if (s->hdr_scan.len < 16384)
         buf_append(&s->hdr_scan, p, n < 16384 - s->hdr_scan.len ? n : 16384 - s->hdr_scan.len);
 }
@@ -1039,6 +1047,13 @@ static void session_free(struct smtpd_session *s)
         close(s->fd);
     smtpd_unregister_session(s->srv, s->id, s->ip);
     free(s);
+}
+
+void smtpd_session_abort(struct smtpd_session *s)
+{
+    log_lost(s, "shutdown: closing");
+    s->in_callback = false;
+    session_free(s);
 }
 
 void smtpd_session_shutdown(struct smtpd_session *s)

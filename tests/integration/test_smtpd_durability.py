@@ -1,0 +1,333 @@
+"""test_smtpd_durability.py - the durable spool as seen from outside.
+
+* "250 Ok: queued as QID" means spool/queue/QID exists, complete, at that
+  moment; the queue file has the documented layout (SLUICE-QUEUE 1,
+  envelope records in order, content starting with our Received: header,
+  end OFFSET LENGTH trailer that matches the file size).
+* Leftovers in spool/tmp are removed at start; queued files are kept.
+* Crash safety: kill -9 in the middle of a 2,000-message smtp-source load
+  plus Python clients that record every queue id they were given; after
+  a restart every such id is in spool/queue and parses, every queue file
+  parses, and spool/tmp is empty.
+* Disk full: the spool on a 2 MB tmpfs (or a loop-mounted ext4 image);
+  messages are refused with 452 4.3.1 once it is full, the server keeps
+  running, nothing partial is left in queue/ or tmp/, and a small message
+  is accepted again once space is freed.
+"""
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+from sluicetest import (Client, Sluice, SluiceCase, make_body, parse_queue_file, queued_id,
+                        sanitizer_report, source_ip, split_message, start_sluice, stop_sluice,
+                        wait_for_log, wait_until)
+
+
+class QueueFiles(SluiceCase):
+
+    def test_file_exists_when_250_is_seen(self):
+        c = self.session(source=source_ip())
+        tmp = os.path.join(self.srv.spool, "tmp")
+        for i in range(30):
+            code, text = c.send_mail(body=make_body(subject=f"n{i}"))
+            qid = queued_id(text)
+            path = os.path.join(self.srv.spool, "queue", qid)
+            # no waiting: the file must already be there
+            self.assertTrue(os.path.exists(path), f"{qid} not in queue/ when 250 arrived")
+            self.assertFalse(os.path.exists(os.path.join(tmp, qid)), f"{qid} still in tmp/")
+            parse_queue_file(self.srv.read_queue_file(qid))
+
+    def test_format(self):
+        ip = source_ip()
+        c = self.session(source=ip, ehlo="fmt.test.example")
+        body = make_body(subject="format", lines=5)
+        code, text = c.send_mail(sender="s@test.example", rcpts=("u@localhost",), body=body)
+        qid = queued_id(text)
+        data = self.srv.read_queue_file(qid)
+        self.assertTrue(data.startswith(b"SLUICE-QUEUE 1\nid " + qid.encode() + b"\n"), data[:80])
+        q = parse_queue_file(data)
+        env = data[:q["offset"]].decode().split("\n")
+        keys = [l.split(" ", 1)[0] for l in env[1:] if l]
+        order = ["id", "arrival", "client", "helo", "proto", "sender", "envid", "ret", "body",
+                 "smtputf8", "rcpt", "content"]
+        self.assertEqual(keys, [k for k in order if k in keys], f"record order: {keys}")
+        self.assertEqual(keys[-1], "content")
+        self.assertEqual(q["id"], qid)
+        self.assertEqual(q["client"], f"{ip} unknown")
+        self.assertEqual(q["helo"], "fmt.test.example")
+        self.assertEqual(q["proto"], "ESMTP")
+        self.assertEqual(q["sender"], "s@test.example")
+        self.assertEqual(q["rcpt"], [("u@localhost", "-", "-")])
+        arrival = float(q["arrival"])
+        self.assertLess(abs(arrival - time.time()), 60)
+        # trailer: "\nend OFFSET LENGTH\n" closes the file exactly
+        trailer = b"\nend %d %d\n" % (q["offset"], q["length"])
+        self.assertTrue(data.endswith(trailer))
+        self.assertEqual(len(data), q["offset"] + q["length"] + len(trailer))
+        content = q["content"]
+        self.assertTrue(content.endswith(body), "stored message differs from what was sent")
+        received = content[:len(content) - len(body)].decode()
+        self.assertRegex(received, rf"^Received: from fmt\.test\.example \(unknown \[{re.escape(ip)}\]\)\r\n"
+                         rf"\tby mx\.test\.example \(sluice\) with ESMTP id {qid}\r\n"
+                         r"\tfor <u@localhost>; [A-Z][a-z]{2}, \d{1,2} [A-Z][a-z]{2} \d{4} "
+                         r"\d\d:\d\d:\d\d [+-]\d{4}( \(\w+\))?\r\n$")
+
+    def test_multi_recipient_received_has_no_for(self):
+        c = self.session()
+        code, text = c.send_mail(rcpts=("a@localhost", "b@localhost"))
+        q = parse_queue_file(self.srv.read_queue_file(queued_id(text)))
+        head = split_message(q["content"])[0].decode()
+        first = head.split("\r\n")[0:3]
+        self.assertNotIn("for <", "\n".join(first))
+
+
+class SpoolStart(unittest.TestCase):
+
+    def test_tmp_cleaned_queue_kept(self):
+        srv = Sluice()
+        try:
+            os.makedirs(os.path.join(srv.spool, "tmp"))
+            os.makedirs(os.path.join(srv.spool, "queue"))
+            for name in ("6B0000000000A000", "6B0000000000B000"):
+                with open(os.path.join(srv.spool, "tmp", name), "wb") as f:
+                    f.write(b"SLUICE-QUEUE 1\nid " + name.encode() + b"\nhalf")
+            # a complete queue file from "before"
+            c_srv = start_sluice()
+            try:
+                c = Client(c_srv.host, c_srv.port)
+                c.ehlo()
+                _, text = c.send_mail()
+                qid = queued_id(text)
+                c.close()
+                shutil.copy(os.path.join(c_srv.spool, "queue", qid),
+                            os.path.join(srv.spool, "queue", qid))
+            finally:
+                stop_sluice(c_srv)
+            srv.start()
+            c = Client(srv.host, srv.port)  # a greeting means the spool is open
+            c.cmd("QUIT")
+            c.close()
+            self.assertEqual(os.listdir(os.path.join(srv.spool, "tmp")), [])
+            self.assertEqual(srv.queue_files(), [qid])
+            wait_for_log(srv, r"removed 2 incomplete message file\(s\) from ")
+            wait_for_log(srv, r"1 message\(s\) in queue")
+        finally:
+            rc, report = stop_sluice(srv)
+        self.assertEqual(report, "")
+        self.assertEqual(rc, 0)
+
+
+class CrashSafety(unittest.TestCase):
+    """kill -9 under load; every acknowledged message survives."""
+
+    RECORDERS = 6
+
+    def setUp(self):
+        self.srv = start_sluice()
+        self.procs = []
+
+    def tearDown(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        stop_sluice(self.srv)
+
+    def test_kill9_during_load(self):
+        # one kill under `make test`; several in a row under `make soak`
+        cycles = 5 if os.environ.get("SLUICE_SOAK") else 1
+        acked = []
+        for cycle in range(cycles):
+            with self.subTest(cycle=cycle):
+                self.kill_restart_check(acked)
+
+    def kill_restart_check(self, acked):
+        srv = self.srv
+        lock = threading.Lock()
+        stop = threading.Event()
+        first_new = len(acked)
+
+        def recorder(i):
+            body = make_body(lines=60)
+            try:
+                c = Client(srv.host, srv.port, source=source_ip(), timeout=10)
+                c.ehlo(f"rec{i}.test.example")
+                while not stop.is_set():
+                    code, text = c.send_mail(sender=f"rec{i}@test.example", body=body,
+                                             expect_queued=False)
+                    qid = queued_id(text)
+                    if qid is None:
+                        return
+                    with lock:
+                        acked.append(qid)
+            except (OSError, ConnectionError, AssertionError):
+                return
+
+        load = subprocess.Popen(["smtp-source", "-s", "20", "-m", "2000", "-l", "5120",
+                                 "-f", "from@test.example", "-t", "rcpt@localhost",
+                                 f"127.0.0.1:{srv.port}"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.procs.append(load)
+        threads = [threading.Thread(target=recorder, args=(i,)) for i in range(self.RECORDERS)]
+        for t in threads:
+            t.start()
+        qdir = os.path.join(srv.spool, "queue")
+        start_count = len(os.listdir(qdir))
+        wait_until(lambda: len(os.listdir(qdir)) >= start_count + 400, timeout=60,
+                   interval=0.005, what="400 queued messages")
+        load_running = load.poll() is None
+        srv.proc.send_signal(signal.SIGKILL)
+        srv.proc.wait()
+        stop.set()
+        for t in threads:
+            t.join(30)
+        try:
+            load.wait(15)
+        except subprocess.TimeoutExpired:
+            load.kill()
+            load.wait()
+        self.assertTrue(load_running, "smtp-source finished before the kill; raise -m")
+        self.assertGreater(len(acked) - first_new, 10,
+                           "the recorders saw too few acknowledgements")
+        tmp_before = len(os.listdir(os.path.join(srv.spool, "tmp")))
+
+        # restart on the same spool and port
+        srv2 = Sluice(port=srv.port, tmpdir=srv.dir)
+        srv2.start()
+        self.srv = srv2
+        c = Client(srv2.host, srv2.port)
+        c.cmd("QUIT")
+        c.close()
+        self.assertEqual(os.listdir(os.path.join(srv2.spool, "tmp")), [],
+                         "spool/tmp not cleaned at start")
+        if tmp_before:
+            wait_for_log(srv2, rf"removed {tmp_before} incomplete message file\(s\)")
+        queued = set(srv2.queue_files())
+        missing = [q for q in acked if q not in queued]
+        self.assertEqual(missing, [], f"{len(missing)} acknowledged message(s) lost")
+        bad = []
+        for qid in queued:
+            try:
+                q = parse_queue_file(srv2.read_queue_file(qid))
+                if q["id"] != qid:
+                    bad.append((qid, "id record differs"))
+            except ValueError as e:
+                bad.append((qid, str(e)))
+        self.assertEqual(bad, [], f"{len(bad)} corrupt queue file(s)")
+        # and it serves again
+        c = Client(srv2.host, srv2.port)
+        c.ehlo()
+        code, text = c.send_mail()
+        self.assertEqual(code, 250, text)
+        c.close()
+
+
+def _mount_small_fs(path, size_mb=2):
+    """Mount a small filesystem on path; returns (how, cleanup info) or raises SkipTest."""
+    errors = []
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=0700", "tmpfs", path],
+                       capture_output=True, text=True)
+    if p.returncode == 0:
+        return "tmpfs", None
+    errors.append(f"tmpfs: {p.stderr.strip()}")
+    img = path.rstrip("/") + ".img"
+    try:
+        subprocess.run(["truncate", "-s", f"{size_mb + 2}M", img], check=True, capture_output=True)
+        subprocess.run(["mkfs.ext4", "-q", "-F", img], check=True, capture_output=True)
+        p = subprocess.run(["mount", "-o", "loop", img, path], capture_output=True, text=True)
+        if p.returncode == 0:
+            return "ext4-loop", img
+        errors.append(f"loop: {p.stderr.strip()}")
+    except (subprocess.CalledProcessError, FileNotFoundError) as e:
+        errors.append(f"loop: {e}")
+    raise unittest.SkipTest("cannot mount a small filesystem: " + "; ".join(errors))
+
+
+class DiskFull(unittest.TestCase):
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="sluice-full-")
+        self.spool = os.path.join(self.dir, "spool")
+        os.makedirs(self.spool)
+        self.img = None
+        self.mounted = False
+        self.how, self.img = _mount_small_fs(self.spool)
+        self.mounted = True
+        self.srv = None
+
+    def tearDown(self):
+        try:
+            if self.srv is not None and self.srv.proc and self.srv.proc.poll() is None:
+                self.srv.stop()
+            if self.srv is not None:
+                self.srv.kill9()
+        finally:
+            if self.mounted:
+                subprocess.run(["umount", self.spool], capture_output=True)
+            shutil.rmtree(self.dir, ignore_errors=True)
+            if self.img:
+                try:
+                    os.unlink(self.img)
+                except FileNotFoundError:
+                    pass
+
+    def test_disk_full_452_then_recovers(self):
+        self.srv = Sluice(tmpdir=self.dir)  # spool = self.dir/spool, the small fs
+        self.srv.start()
+        c = Client(self.srv.host, self.srv.port, source=source_ip(), timeout=20)
+        c.ehlo()
+        big = make_body(lines=1) + (b"f" * 78 + b"\r\n") * 1300  # ~100 KB
+        got = []
+        for i in range(60):
+            code, text = c.send_mail(body=big, expect_queued=False)
+            got.append(code)
+            if code != 250:
+                break
+        self.assertEqual(code, 452, f"after {len(got)} messages: {text}")
+        self.assertEqual(text.split(" ")[1], "4.3.1", text)
+        self.assertGreater(got.count(250), 3, "the filesystem filled up suspiciously early")
+        self.assertIsNone(self.srv.proc.poll(), "sluice died on ENOSPC")
+        # fill the rest with messages small enough to be written only at
+        # the end of DATA (the final flush hits ENOSPC)
+        small = make_body(lines=1) + (b"s" * 78 + b"\r\n") * 200  # ~16 KB
+        for i in range(40):
+            code, text = c.send_mail(body=small, expect_queued=False)
+            if code != 250:
+                break
+        self.assertEqual(code, 452, text)
+        self.assertEqual(text.split(" ")[1], "4.3.1", text)
+        self.assertIsNone(self.srv.proc.poll(), "sluice died on ENOSPC")
+        # nothing partial anywhere
+        for qid in self.srv.queue_files():
+            parse_queue_file(self.srv.read_queue_file(qid))
+        self.assertEqual(os.listdir(os.path.join(self.spool, "tmp")), [])
+        # the session is still usable, the small message may or may not fit
+        self.assertEqual(c.cmd("NOOP")[0], 250)
+        # free space: remove the queued messages
+        for qid in self.srv.queue_files():
+            os.unlink(os.path.join(self.spool, "queue", qid))
+        code, text = c.send_mail(body=make_body(subject="after"), expect_queued=False)
+        self.assertEqual(code, 250, text)
+        parse_queue_file(self.srv.read_queue_file(queued_id(text)))
+        c.cmd("QUIT")
+        c.close()
+        # a new session works too
+        c = Client(self.srv.host, self.srv.port, timeout=20)
+        c.ehlo()
+        code, text = c.send_mail(expect_queued=False)
+        self.assertEqual(code, 250, text)
+        c.close()
+        wait_for_log(self.srv, r"cannot write queue file: No space left on device")
+        rc = self.srv.stop()
+        self.assertEqual(rc, 0)
+        self.assertEqual(sanitizer_report(self.srv), "")
+
+
+if __name__ == "__main__":
+    unittest.main()
