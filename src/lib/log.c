@@ -25,6 +25,7 @@ static int log_json_fd = -1;
 static char log_host[256];
 static const char *log_service = "main";
 static char log_ident[64];
+static long log_pid;          /* cached: one getpid() per process, not per line */
 
 static const char *level_prefix[] = {
     [LOG_LVL_INFO] = "",
@@ -75,6 +76,11 @@ void log_close(void)
     log_open_json(NULL);
     if (log_dest == LOG_DEST_SYSLOG)
         closelog();
+}
+
+void log_reset_pid(void)
+{
+    log_pid = 0;
 }
 
 void log_set_hostname(const char *name)
@@ -182,8 +188,10 @@ static void log_vevent(enum log_level lvl, const char *service,
         strftime(stamp, sizeof(stamp), "%b %e %H:%M:%S", &tm);
         if (log_host[0] == '\0')
             gethostname(log_host, sizeof(log_host) - 1);
+        if (log_pid == 0)
+            log_pid = (long)getpid();
         int n = snprintf(line, sizeof(line), "%s %s sluice/%s[%ld]: %s%s\n",
-                         stamp, log_host, service, (long)getpid(),
+                         stamp, log_host, service, log_pid,
                          level_prefix[lvl], msg);
         if (n > (int)sizeof(line) - 1) {
             n = (int)sizeof(line) - 1;

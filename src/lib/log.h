@@ -31,6 +31,8 @@ int log_open_json(const char *path);
 void log_close(void);
 /* Host name printed in text lines (default: gethostname). */
 void log_set_hostname(const char *name);
+/* Forget the cached pid (call in a child after fork). */
+void log_reset_pid(void);
 /* Service name used by the short helpers below ("smtpd", "qmgr", ...). */
 void log_set_service(const char *service);
 

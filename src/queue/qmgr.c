@@ -757,6 +757,24 @@ static int scan_queue(struct qmgr *q)
     return 0;
 }
 
+void qmgr_message_accepted(struct qmgr *q, const char *qid, struct spool_envelope *env)
+{
+    if (env == NULL || dict_get(&q->msgs, qid)) {
+        qmgr_message_queued(q, qid);
+        return;
+    }
+    struct qmsg *m = xcalloc(1, sizeof(*m));
+    m->env = *env;                      /* take ownership of its strings */
+    memset(env, 0, sizeof(*env));
+    str_copy(m->qid, qid, sizeof(m->qid));
+    snprintf(m->path, sizeof(m->path), "%s/%s", q->queue_dir, qid);
+    snprintf(m->state_path, sizeof(m->state_path), "%s/%s", q->state_dir, qid);
+    qstate_init(&m->st, m->env.nrcpt);  /* new: no state file yet */
+    gettimeofday(&m->loaded, NULL);
+    dict_set(&q->msgs, qid, m);
+    qmgr_schedule_msg(q, m);
+}
+
 void qmgr_message_queued(struct qmgr *q, const char *qid)
 {
     struct qmsg *m = dict_get(&q->msgs, qid);

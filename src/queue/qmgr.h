@@ -21,8 +21,13 @@ struct buf;
 struct qmgr *qmgr_new(struct event_base *base, struct config **cfgp, struct spool *sp,
                       const char *spool_dir, char *err, size_t errlen);
 void qmgr_free(struct qmgr *q);
-/* A message was committed to the queue. */
+/* A message was committed to the queue (read from its file). */
 void qmgr_message_queued(struct qmgr *q, const char *qid);
+/* The same, from smtpd, with the envelope it has in memory: the queue
+ * manager takes its contents (env is left empty) and skips the re-read.
+ * env may be NULL. */
+struct spool_envelope;
+void qmgr_message_accepted(struct qmgr *q, const char *qid, struct spool_envelope *env);
 /* Deliveries and notices still running (for shutdown). */
 size_t qmgr_busy(const struct qmgr *q);
 

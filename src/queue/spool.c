@@ -25,10 +25,16 @@
 #include <unistd.h>
 
 #define SPOOL_WRITE_CHUNK (64 * 1024)
+/* Messages up to this size stay in memory until commit, and the sync
+ * thread creates and writes their file: the event loop never touches the
+ * disk for them. Larger ones are streamed to tmp/ as they arrive. */
+#define SPOOL_MEM_MAX (256 * 1024)
 
 struct spool_job {
     struct spool_job *next;
-    int fd;
+    int fd;                  /* -1: the data is in `mem`, no file yet */
+    char *mem;
+    size_t memlen;
     int err;
     bool renamed;
     uint64_t token;
@@ -251,18 +257,25 @@ int spool_writer_open(struct spool *sp, const char *qid, struct spool_writer *w)
     str_copy(w->qid, qid, sizeof(w->qid));
     snprintf(w->tmp_path, sizeof(w->tmp_path), "%s/%s", sp->tmp_dir, qid);
     snprintf(w->final_path, sizeof(w->final_path), "%s/%s", sp->queue_dir, qid);
-    buf_init(&w->out, SPOOL_WRITE_CHUNK * 2);
-    w->fd = open(w->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (w->fd < 0) {
-        w->error = errno;
-        return -1;
-    }
+    buf_init(&w->out, SPOOL_MEM_MAX + SPOOL_WRITE_CHUNK * 2);
+    w->fd = -1; /* created when the message outgrows memory, or at commit */
     return 0;
+}
+
+/* Create the tmp/ file (O_EXCL). 0 or -1 with errno. */
+static int tmp_create(const char *path)
+{
+    return open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 }
 
 static void writer_flush(struct spool_writer *w)
 {
     size_t off = 0;
+    if (w->fd < 0 && w->error == 0) {
+        w->fd = tmp_create(w->tmp_path);
+        if (w->fd < 0)
+            w->error = errno;
+    }
     while (w->error == 0 && off < w->out.len) {
         ssize_t n = write(w->fd, w->out.data + off, w->out.len - off);
         if (n < 0 && errno == EINTR)
@@ -292,14 +305,18 @@ void spool_writer_write(struct spool_writer *w, const void *p, size_t n)
     if (w->error)
         return;
     w->content_length += n;
+    /* in memory while small; once streaming, in SPOOL_WRITE_CHUNK writes */
+    size_t limit = w->fd < 0 ? SPOOL_MEM_MAX : SPOOL_WRITE_CHUNK;
     while (n > 0) {
-        size_t room = SPOOL_WRITE_CHUNK - w->out.len;
+        size_t room = w->out.len < limit ? limit - w->out.len : 0;
         size_t k = n < room ? n : room;
         buf_append(&w->out, p, k);
         p = (const char *)p + k;
         n -= k;
-        if (w->out.len >= SPOOL_WRITE_CHUNK)
+        if (w->out.len >= limit) {
             writer_flush(w);
+            limit = SPOOL_WRITE_CHUNK;
+        }
         if (w->error)
             return;
     }
@@ -312,7 +329,8 @@ int spool_writer_finish(struct spool_writer *w)
                      (unsigned long long)w->content_offset,
                      (unsigned long long)w->content_length);
     buf_append(&w->out, trailer, (size_t)n);
-    writer_flush(w);
+    if (w->fd >= 0)
+        writer_flush(w);
     return w->error;
 }
 
@@ -332,6 +350,10 @@ void spool_commit(struct spool *sp, struct spool_writer *w, uint64_t token,
     struct spool_job *j = xcalloc(1, sizeof(*j));
     j->fd = w->fd;
     j->err = w->error;
+    if (w->fd < 0 && w->error == 0) {
+        j->memlen = w->out.len;
+        j->mem = buf_steal(&w->out);
+    }
     j->token = token;
     j->cb = cb;
     str_copy(j->qid, w->qid, sizeof(j->qid));
@@ -363,8 +385,35 @@ void spool_commit(struct spool *sp, struct spool_writer *w, uint64_t token,
  * in queue/: no 250 was sent for it, and its missing end record marks it
  * as damaged at the next start (it is moved to corrupt/, never delivered).
  */
+/* Write an in-memory message to its tmp/ file (on the sync thread). */
+static void job_write_mem(struct spool_job *j)
+{
+    j->fd = tmp_create(j->tmp_path);
+    if (j->fd < 0) {
+        j->err = errno;
+        return;
+    }
+    size_t off = 0;
+    while (off < j->memlen) {
+        ssize_t n = write(j->fd, j->mem + off, j->memlen - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            j->err = errno;
+            return;
+        }
+        off += (size_t)n;
+    }
+}
+
 static void spool_sync_batch(struct spool *sp, struct spool_job *batch)
 {
+    for (struct spool_job *j = batch; j; j = j->next) {
+        if (j->err == 0 && j->fd < 0)
+            job_write_mem(j);
+        free(j->mem);
+        j->mem = NULL;
+    }
     for (struct spool_job *j = batch; j; j = j->next)
         if (j->err == 0)
             sync_file_range(j->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
@@ -386,7 +435,8 @@ static void spool_sync_batch(struct spool *sp, struct spool_job *batch)
                 j->err = e;
     }
     for (struct spool_job *j = batch; j; j = j->next) {
-        close(j->fd);
+        if (j->fd >= 0)
+            close(j->fd);
         if (j->err)
             unlink(j->renamed ? j->final_path : j->tmp_path);
     }

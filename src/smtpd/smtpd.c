@@ -74,21 +74,16 @@ void smtpd_unregister_session(struct smtpd *srv, uint64_t id, const char *ip)
     smtpd_check_shutdown_done(srv);
 }
 
-void smtpd_notify_queued(const char *qid)
+void smtpd_notify_queued(const char *qid, struct spool_envelope *env)
 {
-    if (the_server && the_server->on_queued)
-        the_server->on_queued(the_server, qid);
+    if (the_server && the_server->qmgr)
+        qmgr_message_accepted(the_server->qmgr, qid, env);
 }
 
 void smtpd_check_shutdown_done(struct smtpd *srv)
 {
     if (srv->shutting_down && srv->nsessions == 0 && spool_pending(srv->spool) == 0)
         event_base_loopexit(srv->base, NULL);
-}
-
-static void queued_cb(struct smtpd *srv, const char *qid)
-{
-    qmgr_message_queued(srv->qmgr, qid);
 }
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd,
@@ -319,6 +314,7 @@ static void daemonize_now(void)
         log_fatal("fork: %s", strerror(errno));
     if (pid > 0)
         _exit(0);
+    log_reset_pid();
     setsid();
     int fd = open("/dev/null", O_RDWR);
     if (fd >= 0) {
@@ -352,6 +348,9 @@ int smtpd_main(const char *config_path, bool daemonize)
     raise_fd_limit();
     evthread_use_pthreads();
     struct event_config *ecfg = event_config_new();
+    /* coalesce the many enable/disable changes a session makes per loop
+     * pass into one epoll_ctl each */
+    event_config_set_flag(ecfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
     srv.base = event_base_new_with_config(ecfg);
     event_config_free(ecfg);
     dict_init(&srv.sessions, NULL);
@@ -375,7 +374,7 @@ int smtpd_main(const char *config_path, bool daemonize)
     srv.qmgr = qmgr_new(srv.base, &srv.cfg, srv.spool, srv.cfg->spool_dir, err, sizeof(err));
     if (srv.qmgr == NULL)
         goto fatal;
-    srv.on_queued = queued_cb;
+
 
     struct event *sig_term = evsignal_new(srv.base, SIGTERM, signal_cb, &srv);
     struct event *sig_int = evsignal_new(srv.base, SIGINT, signal_cb, &srv);

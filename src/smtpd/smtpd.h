@@ -34,8 +34,6 @@ struct smtpd {
     size_t nlisteners;
     struct event *shutdown_timer;
     char *config_path;
-    /* Called after a message is safely queued (the scheduler hooks in). */
-    void (*on_queued)(struct smtpd *srv, const char *qid);
 };
 
 /* Run `sluice serve`: returns the process exit code. */
@@ -45,8 +43,11 @@ int smtpd_main(const char *config_path, bool daemonize);
 struct smtpd_session *smtpd_find_session(struct smtpd *srv, uint64_t id);
 void smtpd_register_session(struct smtpd *srv, struct smtpd_session *s, uint64_t id);
 void smtpd_unregister_session(struct smtpd *srv, uint64_t id, const char *ip);
-/* A message is durable in the queue: tell the scheduler (if any). */
-void smtpd_notify_queued(const char *qid);
+/* A message is durable in the queue: hand it to the queue manager. `env`
+ * (may be NULL) is the envelope already in memory; the queue manager may
+ * take its contents (it is left empty). */
+struct spool_envelope;
+void smtpd_notify_queued(const char *qid, struct spool_envelope *env);
 /* Called by a session that went idle during shutdown, or closed. */
 void smtpd_check_shutdown_done(struct smtpd *srv);
 

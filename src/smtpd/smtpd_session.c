@@ -857,8 +857,13 @@ static void commit_done(uint64_t token, const char *qid, int err)
         log_svc("qmgr", "%s: from=<%s>, size=%llu, nrcpt=%zu (queue active)", qid,
                 s ? s->env.sender : "", s ? (unsigned long long)s->writer.content_length : 0ULL,
                 s ? s->env.nrcpt : (size_t)0);
-    if (err == 0)
-        smtpd_notify_queued(qid);
+    if (err == 0 && s != NULL) {
+        s->env.content_offset = s->writer.content_offset;
+        s->env.content_length = s->writer.content_length;
+        smtpd_notify_queued(qid, &s->env);
+    } else if (err == 0) {
+        smtpd_notify_queued(qid, NULL);
+    }
     if (s == NULL || s->dead) {
         /* The client went away before our reply; the message is queued
          * (if err == 0) and will be delivered: at-least-once. */
@@ -874,7 +879,7 @@ static void commit_done(uint64_t token, const char *qid, int err)
     if (err == 0) {
         reply(s, 250, "2.0.0", "Ok: queued as %s", qid);
     } else {
-        log_svc_warn("smtpd", "%s: commit failed: %s", qid, strerror(err));
+        log_svc_warn("smtpd", "%s: cannot write queue file: %s", qid, strerror(err));
         reply(s, 452, "4.3.1", "Insufficient system storage");
     }
     if (s->state != SS_CLOSING)
