@@ -381,6 +381,24 @@ static void dest_enqueue(struct qdest *d, struct delivery_job *j)
     d->nwaiting++;
 }
 
+/* Take the destination's first waiting job and count it as running. */
+static struct delivery_job *dest_take(struct qmgr *q, struct qdest *d)
+{
+    struct qjob_node *n = d->head;
+    d->head = n->next;
+    if (d->head == NULL)
+        d->tail = NULL;
+    d->nwaiting--;
+    d->active++;
+    q->active_jobs++;
+    struct qmsg *m = dict_get(&q->msgs, n->job->qid);
+    if (m)
+        m->active_jobs++;
+    struct delivery_job *j = n->job;
+    free(n);
+    return j;
+}
+
 /* Start waiting jobs within the destination's limits. */
 void qmgr_dest_pump(struct qmgr *q, struct qdest *d)
 {
@@ -396,20 +414,8 @@ void qmgr_dest_pump(struct qmgr *q, struct qdest *d)
                          (uint64_t)((tv.tv_usec - d->last_start.tv_usec) / 1000);
         if (gap_ms && d->last_start.tv_sec && since < gap_ms)
             break; /* the tick comes back for it */
-        struct qjob_node *n = d->head;
-        d->head = n->next;
-        if (d->head == NULL)
-            d->tail = NULL;
-        d->nwaiting--;
-        d->active++;
-        q->active_jobs++;
         d->last_start = tv;
-        struct qmsg *m = dict_get(&q->msgs, n->job->qid);
-        if (m)
-            m->active_jobs++;
-        struct delivery_job *j = n->job;
-        free(n);
-        delivery_start(j);
+        delivery_start(dest_take(q, d));
     }
 }
 
@@ -422,19 +428,7 @@ static struct delivery_job *qmgr_next_job(const char *dest_key)
     struct qdest *d = q ? dict_get(&q->dests, dest_key) : NULL;
     if (d == NULL || d->head == NULL || time(NULL) < d->paused_until || q->stopping)
         return NULL;
-    struct qjob_node *n = d->head;
-    d->head = n->next;
-    if (d->head == NULL)
-        d->tail = NULL;
-    d->nwaiting--;
-    d->active++;
-    q->active_jobs++;
-    struct qmsg *m = dict_get(&q->msgs, n->job->qid);
-    if (m)
-        m->active_jobs++;
-    struct delivery_job *j = n->job;
-    free(n);
-    return j;
+    return dest_take(q, d);
 }
 
 /* Group a message's due recipients into jobs per destination. */
