@@ -100,7 +100,11 @@ def run_integration(tally, pattern):
                             top_level_dir=os.path.join(ROOT, "tests/integration"))
     runner = unittest.TextTestRunner(verbosity=2, stream=sys.stdout, resultclass=_Result)
     res = runner.run(suite)
-    bad = len(res.failures) + len(res.errors) + len(res.unexpectedSuccesses)
+    # a test with failing subtests appears once per subtest: count tests
+    def test_id(t):
+        return getattr(t, "test_case", t).id()
+    bad_ids = {test_id(t) for t, _ in res.failures + res.errors}
+    bad = len(bad_ids) + len(res.unexpectedSuccesses)
     tally.failed += bad
     tally.skipped += len(res.skipped)
     tally.passed += res.testsRun - bad - len(res.skipped)

@@ -59,6 +59,8 @@ enum cs_cmd { CMD_MAIL, CMD_RCPT, CMD_DATA };
 struct smtp_session {
     struct smtp_session *prev, *next;   /* all sessions, for shutdown */
     struct delivery_job *job;
+    bool in_read;                       /* inside cs_read_cb: free later */
+    bool dead;
     bool lmtp;
     enum cs_state state;
     struct bufferevent *bev;
@@ -199,6 +201,12 @@ static void cs_end(struct smtp_session *s)
     if (job) {
         gettimeofday(&job->t_end, NULL);
         job->done(job);
+    }
+    if (s->in_read) {
+        /* the read loop still holds s: close now, free when it returns */
+        cs_close_conn(s);
+        s->dead = true;
+        return;
     }
     cs_free(s);
 }
@@ -441,7 +449,8 @@ static void cs_read_cb(struct bufferevent *bev, void *arg)
      * both arrive in one loop pass: data means we are connected. */
     if (s->state == CS_CONNECT)
         cs_connected(s);
-    while (s->bev == bev && s->state != CS_DONE) {
+    s->in_read = true;
+    while (!s->dead && s->bev == bev && s->state != CS_DONE) {
         size_t len;
         char *line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF);
         if (line == NULL) {
@@ -449,7 +458,7 @@ static void cs_read_cb(struct bufferevent *bev, void *arg)
                 cs_fail_all(s, 451, "4.5.0", "reply line too long from %s[%s]", s->host, s->ip);
                 cs_end(s);
             }
-            return;
+            break;
         }
         if (len > CS_LINE_MAX)
             line[CS_LINE_MAX] = '\0', len = CS_LINE_MAX;
@@ -458,6 +467,9 @@ static void cs_read_cb(struct bufferevent *bev, void *arg)
         if (last)
             cs_handle_reply(s);
     }
+    s->in_read = false;
+    if (s->dead)
+        cs_free(s);
 }
 
 /* ---------------------------------------------------------------------- */
