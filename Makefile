@@ -5,7 +5,7 @@
 
 CC       ?= cc
 PREFIX   ?= /usr/local
-PKGS     := libevent libevent_openssl libevent_pthreads openssl
+PKGS     := libevent libevent_openssl libevent_pthreads openssl libunbound hiredis
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -13,7 +13,8 @@ WARN     := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
             -Wmissing-prototypes -Wno-unused-parameter -Wno-format-truncation
 BASE_CFLAGS := -std=c17 -D_GNU_SOURCE -DSLUICE_VERSION=\"0.1.0\" -Isrc $(WARN) $(PKG_CFLAGS)
 CFLAGS   ?= -O2 -g
-LDLIBS   := $(PKG_LIBS) -lpthread
+# LMDB has no pkg-config file on Debian.
+LDLIBS   := $(PKG_LIBS) -llmdb -lpthread
 
 SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
