@@ -47,6 +47,25 @@ struct config {
     char *smtpd_bare_newline;
     uint64_t smtpd_shutdown_timeout;
     uint64_t spool_sync_delay_us;
+    /* --- DNS --- */
+    char *dns_resolver;
+    /* --- greylisting (docs/greylisting.md) --- */
+    bool greylist;
+    uint64_t greylist_delay;
+    uint64_t greylist_window;
+    uint64_t greylist_max_age;
+    uint64_t greylist_auto_allow_interval;
+    uint64_t greylist_auto_allow_count;
+    uint64_t greylist_ipv4_prefix;
+    uint64_t greylist_ipv6_prefix;
+    char *greylist_store;
+    char *greylist_failure;
+    uint64_t greylist_timeout;
+    char *greylist_allow_clients;
+    char *greylist_allow_senders;
+    char *greylist_allow_recipients;
+    char *greylist_allow_pools;
+    char *policy_listen;
 
     /* --- derived at load time --- */
     struct netlist mynetworks_list;
