@@ -138,10 +138,12 @@ static void pconn_request(struct pconn *c)
         log_svc_warn("greylist", "policy request %lu: %s; answering DUNNO",
                      c->nrequests + 1, why);
         pconn_reply(c, "DUNNO");
+        policy_req_init(r);
         return;
     }
     if (r->protocol_state[0] && strcmp(r->protocol_state, "RCPT") != 0) {
         pconn_reply(c, "DUNNO");
+        policy_req_init(r);
         return;
     }
     if (greylist_pending(c->srv->gl) >= POLICY_PENDING_MAX) {

@@ -257,6 +257,7 @@ relay_transport = discard:
 smtpd_recipient_restrictions = check_policy_service inet:127.0.0.1:{policy_port}, permit_mynetworks, reject_unauth_destination
 smtpd_delay_reject = yes
 maillog_file = {self.logfile}
+maillog_file_prefixes = {self.dir}
 smtputf8_enable = no
 biff = no
 """
