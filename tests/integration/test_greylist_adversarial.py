@@ -58,8 +58,11 @@ class AdversarialTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        cls.srv.stop()
+        rc = cls.srv.stop()
+        err = cls.srv.stderr_text()
         cls.dns.stop()
+        shutil.rmtree(cls.dir, ignore_errors=True)
+        assert rc == 0 and "Sanitizer" not in err, err[-3000:]
         shutil.rmtree(cls.dir, ignore_errors=True)
 
     def send(self, src, sender, rcpt):

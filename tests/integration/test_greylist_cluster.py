@@ -48,8 +48,11 @@ class ClusterTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        cls.srv.stop()
+        rc = cls.srv.stop()
+        err = cls.srv.stderr_text()
         cls.dns.stop()
+        shutil.rmtree(cls.dir, ignore_errors=True)
+        assert rc == 0 and "Sanitizer" not in err, err[-3000:]
         shutil.rmtree(cls.dir, ignore_errors=True)
 
     def test_cluster_passes_on_first_retry(self):
