@@ -47,7 +47,7 @@ PIDS+=($!)
 SL_PORT=$(port)
 cat >"$TMP/sluice.conf" <<CONF
 spool_dir = $TMP/spool
-maillog_file = $TMP/sluice.log
+maillog_file = ${BENCH_SLUICE_LOG:-$TMP/sluice.log}
 myhostname = mx.bench.test
 mynetworks = 127.0.0.1/32
 dns_resolver = 127.0.0.1@$DNS_PORT

@@ -310,8 +310,9 @@ static void gl_complete(struct gl_req *r, enum greylist_action a, const char *re
     r->d.action = a;
     r->d.reason = reason;
     r->done = true;
-    struct timeval now = {0, 0};
-    evtimer_add(r->timer, &now);
+    /* run in this loop pass, after the current callback (no extra poll) */
+    evtimer_del(r->timer);
+    event_active(r->timer, EV_TIMEOUT, 0);
 }
 
 /* DNS or the store failed: greylist_failure decides. */

@@ -47,6 +47,7 @@
 #define POLICY_IDLE_TIMEOUT 600    /* seconds without a request */
 #define POLICY_WRITE_TIMEOUT 30    /* a client that does not read */
 #define POLICY_OUT_MAX (64 * 1024) /* answers held for a slow reader */
+#define POLICY_IN_MAX (256 * 1024) /* requests queued by a pipelining client */
 #define POLICY_PENDING_MAX 20000   /* decisions in flight, all connections */
 
 enum pconn_state { PC_READ, PC_WAIT, PC_CLOSING };
@@ -72,6 +73,7 @@ struct pconn {
     enum pconn_state state;
     struct policy_req req;
     bool discarding;               /* inside an over-long line */
+    bool read_paused;              /* reading stopped: answers not read */
     bool in_callback;
     bool dead;
     unsigned long nrequests;
@@ -161,8 +163,9 @@ static void pconn_request(struct pconn *c)
         .trusted = netlist_match(&c->srv->cfg->mynetworks_list, &a),
         .authenticated = r->sasl_username[0] != '\0',
     };
+    /* no more requests are taken until this one is answered; the input
+     * buffer's high-water mark bounds what a pipelining client can queue */
     c->state = PC_WAIT;
-    bufferevent_disable(c->bev, EV_READ);
     greylist_check(c->srv->gl, &q, pconn_decided, (void *)(uintptr_t)c->id);
 }
 
@@ -243,13 +246,16 @@ static void pconn_process(struct pconn *c)
         if (evbuffer_get_length(out) > POLICY_OUT_MAX) {
             /* the client does not read its answers: wait for the drain */
             bufferevent_disable(c->bev, EV_READ);
+            c->read_paused = true;
             return;
         }
         if (!pconn_line(c, bufferevent_get_input(c->bev)))
             break;
     }
-    if (!c->dead && c->state == PC_READ)
+    if (!c->dead && c->state == PC_READ && c->read_paused) {
+        c->read_paused = false;
         bufferevent_enable(c->bev, EV_READ);
+    }
 }
 
 static void pconn_read_cb(struct bufferevent *bev, void *arg)
@@ -267,7 +273,7 @@ static void pconn_read_cb(struct bufferevent *bev, void *arg)
 static void pconn_write_cb(struct bufferevent *bev, void *arg)
 {
     struct pconn *c = arg;
-    if (c->state == PC_READ)
+    if (c->state == PC_READ && c->read_paused)
         pconn_read_cb(bev, arg);   /* output drained: read again */
 }
 
@@ -297,6 +303,7 @@ static void policy_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
     struct timeval rt = {POLICY_IDLE_TIMEOUT, 0}, wt = {POLICY_WRITE_TIMEOUT, 0};
     bufferevent_set_timeouts(c->bev, &rt, &wt);
     bufferevent_setwatermark(c->bev, EV_WRITE, POLICY_OUT_MAX / 2, 0);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, POLICY_IN_MAX);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
 

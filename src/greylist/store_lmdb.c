@@ -26,10 +26,12 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define LMDB_MAPSIZE ((size_t)1 << 30)
 #define LMDB_SWEEP_SECONDS 3600
 #define LMDB_VAL_MAX 4096
+#define LMDB_GATHER_US 5000      /* batch window of the writer thread */
 
 struct lmdb_op {
     struct lmdb_op *next;
@@ -171,6 +173,13 @@ static void *lmdb_writer(void *arg)
             }
             pthread_cond_timedwait(&s->cv, &s->mu, &ts);
             continue;
+        }
+        /* gather what comes in the next few milliseconds: one commit (and
+         * one fsync) then carries many writes */
+        if (!s->stop) {
+            pthread_mutex_unlock(&s->mu);
+            usleep(LMDB_GATHER_US);
+            pthread_mutex_lock(&s->mu);
         }
         struct lmdb_op *batch = s->head;
         s->head = s->tail = NULL;
@@ -358,7 +367,7 @@ static int lmdb_env_open(struct lmdb_store *s, const char *path, char *err, size
     }
     if ((rc = mdb_env_create(&s->env)) != 0 ||
         (rc = mdb_env_set_mapsize(s->env, LMDB_MAPSIZE)) != 0 ||
-        (rc = mdb_env_open(s->env, path, MDB_NOTLS, 0640)) != 0 ||
+        (rc = mdb_env_open(s->env, path, MDB_NOTLS | MDB_WRITEMAP | MDB_NOMETASYNC, 0640)) != 0 ||
         (rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
         snprintf(err, errlen, "cannot open greylist store lmdb:%s: %s; fix: check "
                  "the path and its permissions", path, mdb_strerror(rc));
