@@ -24,6 +24,9 @@ chmod 755 "$TMP"
 PIDS=()
 cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    sleep 1
+    # postgrey (Net::Server) may linger after SIGTERM: make sure
+    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
     for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
     rm -rf "$TMP"
 }
