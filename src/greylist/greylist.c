@@ -398,8 +398,10 @@ static void gl_store_done(void *arg, enum store_status st, char *const *vals, si
 
 static void gl_pool_done(void *arg, const struct pool_id *p)
 {
-    struct greylist *gl = ((struct gl_req *)arg)->gl;
+    /* arg is the request: safe, as a request cancels its derivation before
+     * it is freed */
     struct gl_req *r = arg;
+    struct greylist *gl = r->gl;
     r->pool_op = 0;
     if (r->done)
         return;

@@ -114,6 +114,7 @@ static long lmdb_sweep(struct lmdb_store *s)
     mdb_cursor_close(cur);
     if (mdb_txn_commit(txn) != 0)
         return -1;
+    s->failed = false;   /* there is room again */
     return n;
 }
 
@@ -263,6 +264,12 @@ static void lmdb_mget(struct store *st, const char *const *keys, size_t n,
     time_t now = time(NULL);
     if (n > STORE_MGET_MAX)
         n = STORE_MGET_MAX;
+    if (s->failed) {
+        /* writes fail (map full, disk error): decisions would never see
+         * their own records, so let the failure policy decide */
+        cb(arg, STORE_ERROR, vals, n);
+        return;
+    }
     for (size_t i = 0; i < n; i++) {
         int rc = lmdb_read(s, keys[i], bufs[i], sizeof(bufs[i]));
         if (rc < 0) {
