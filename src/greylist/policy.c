@@ -454,7 +454,7 @@ static int policy_start(struct pserver *srv, const char *listen, char *err, size
     struct config *c = srv->cfg;
     if (policy_open_listeners(srv, listen ? listen : c->policy_listen, err, errlen) < 0)
         return -1;
-    srv->dns = dns_new(srv->base, c->dns_resolver, (unsigned)(c->greylist_timeout * 1000 / 2),
+    srv->dns = dns_new(srv->base, c->dns_resolver, (unsigned)(c->greylist_timeout * 1000 / 4),
                        err, errlen);
     if (srv->dns == NULL)
         return -1;

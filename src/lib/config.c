@@ -61,7 +61,7 @@ static const struct cfg_def cfg_defs[] = {
     {"greylist_ipv6_prefix", CFG_INT, "64", F(greylist_ipv6_prefix), NULL},
     {"greylist_store", CFG_STR, "lmdb:$spool_dir/greylist", F(greylist_store), NULL},
     {"greylist_failure", CFG_ENUM, "open", F(greylist_failure), "open|closed"},
-    {"greylist_timeout", CFG_TIME, "5s", F(greylist_timeout), NULL},
+    {"greylist_timeout", CFG_TIME, "10s", F(greylist_timeout), NULL},
     {"greylist_allow_clients", CFG_LIST, "", F(greylist_allow_clients), NULL},
     {"greylist_allow_senders", CFG_LIST, "", F(greylist_allow_senders), NULL},
     {"greylist_allow_recipients", CFG_LIST, "", F(greylist_allow_recipients), NULL},

@@ -197,7 +197,7 @@ static int greylist_start(struct smtpd *srv, const struct config *c, char *err,
         return 0;
     if (srv->dns == NULL)
         srv->dns = dns_new(srv->base, c->dns_resolver,
-                           (unsigned)(c->greylist_timeout * 1000 / 2), err, errlen);
+                           (unsigned)(c->greylist_timeout * 1000 / 4), err, errlen);
     if (srv->dns == NULL)
         return -1;
     struct dns_iface di = dns_iface_of(srv->dns);

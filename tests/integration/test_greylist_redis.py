@@ -2,7 +2,8 @@
 Redis: a first attempt at one `sluice serve`, the retry at another, passes.
 When Redis stops, mail is accepted (greylist_failure = open) with a
 warning; when it comes back, greylisting resumes by itself. With
-greylist_failure = closed the same outage defers.
+greylist_failure = closed the same outage defers. A dead DNS resolver is
+handled the same way.
 """
 import os
 import shutil
@@ -10,7 +11,7 @@ import time
 import unittest
 
 from harness import Sluice
-from greylist_peers import DNSMASQ, REDIS, Dns, Redis, have, smtp_attempt, tmpdir
+from greylist_peers import DNSMASQ, REDIS, Dns, Redis, free_udp_tcp_port, have, smtp_attempt, tmpdir
 
 DELAY = 2
 
@@ -86,6 +87,37 @@ class RedisTest(unittest.TestCase):
         code, text = self.send(c, "127.40.5.5", "ann@cluster.test", "bob@test.example")
         self.assertEqual(code, 451, text)
         self.assertIn("temporarily unavailable", text)
+
+
+class DnsDownTest(unittest.TestCase):
+    """No DNS at all (a resolver address where nothing answers)."""
+
+    def run_with(self, failure):
+        d = tmpdir("sluice-gl-nodns-")
+        try:
+            srv = Sluice({
+                "greylist": "yes",
+                "dns_resolver": f"127.0.0.1@{free_udp_tcp_port()}",
+                "greylist_failure": failure,
+                "greylist_timeout": "2s",
+                "mynetworks": "127.0.0.1/32",
+                "smtpd_tls_security_level": "none",
+            }, tmpdir=d).start()
+            code, text = smtp_attempt(srv.host, srv.port, "127.40.1.1", "a@cluster.test",
+                                      "b@test.example")
+            log = srv.log()
+            self.assertEqual(srv.stop(), 0)
+            return code, text, log
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+
+    def test_fail_open_and_closed(self):
+        code, text, log = self.run_with("open")
+        self.assertEqual(code, 250, text)
+        self.assertIn("warning:", log)
+        self.assertIn("problem=DNS unavailable", log)
+        code, text, log = self.run_with("closed")
+        self.assertEqual(code, 451, text)
 
 
 if __name__ == "__main__":
