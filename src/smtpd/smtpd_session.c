@@ -107,6 +107,7 @@ struct smtpd_session {
     struct rcpt_params gl_rp;
     enum session_state gl_prev;
     unsigned gl_delayed;
+    bool gl_uncounted;             /* greylisting 451s are not client errors */
 };
 
 static void session_process(struct smtpd_session *s);
@@ -169,7 +170,7 @@ static void reply(struct smtpd_session *s, int code, const char *enh,
     line[n++] = '\r';
     line[n++] = '\n';
     reply_raw(s, line, (size_t)n);
-    if (code >= 400 && code != 421 && s->state != SS_CLOSING &&
+    if (code >= 400 && code != 421 && s->state != SS_CLOSING && !s->gl_uncounted &&
         ++s->errors >= s->srv->cfg->smtpd_error_limit)
         too_many_errors(s);
 }
@@ -950,7 +951,10 @@ static void greylist_done(void *arg, const struct greylist_decision *d)
                      sizeof(text));
         s->ok[SMTP_RCPT]--;   /* counted as ok when the command was taken */
         log_reject(s, "RCPT", 451, "4.7.1", text, s->gl_rcpt);
+        /* a message to 50 recipients must not hit smtpd_error_limit */
+        s->gl_uncounted = true;
         reply(s, 451, "4.7.1", "%s", text);
+        s->gl_uncounted = false;
     }
     if (s->state != SS_CLOSING)
         bufferevent_enable(s->bev, EV_READ);

@@ -156,6 +156,27 @@ class AdversarialTest(unittest.TestCase):
         # the server is fine and answers the next client
         self.assertEqual(self.send("127.40.33.2", "next@cluster.test", "gone@test.example"), 451)
 
+    def test_many_greylisted_recipients_in_one_session(self):
+        import socket
+        s = socket.create_connection((self.srv.host, self.srv.port),
+                                     source_address=("127.40.44.1", 0))
+        f = s.makefile("rb")
+
+        def cmd(line):
+            s.sendall(line.encode() + b"\r\n")
+            while True:
+                l = f.readline()
+                if l[3:4] != b"-":
+                    return int(l[:3])
+        f.readline()
+        cmd("EHLO many.test")
+        cmd("MAIL FROM:<list@cluster2.test>")
+        codes = [cmd(f"RCPT TO:<m{i}@test.example>") for i in range(30)]
+        self.assertEqual(codes, [451] * 30)   # greylisted, never "too many errors"
+        self.assertEqual(cmd("QUIT"), 221)
+        f.close()
+        s.close()
+
     def test_cli(self):
         conf = self.srv.conf_path
         p = subprocess.run([SLUICE, "greylist", "-c", conf, "allow", "spf:cluster.test", "vip.test"],
