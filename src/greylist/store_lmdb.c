@@ -24,7 +24,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -161,6 +163,9 @@ static void lmdb_batch_done(struct lmdb_store *s, struct lmdb_op *batch)
 static void *lmdb_writer(void *arg)
 {
     struct lmdb_store *s = arg;
+    /* the event loop answers clients; the writer can wait (Linux: nice
+     * applies per thread) */
+    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
     pthread_mutex_lock(&s->mu);
     while (!s->stop || s->head) {
         if (s->head == NULL) {
