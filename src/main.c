@@ -1,6 +1,8 @@
 /*
  * main.c - the sluice binary: one verb per job (see docs/architecture.md).
  */
+#include "greylist/greylist_cli.h"
+#include "greylist/policy.h"
 #include "lib/config.h"
 #include "lib/strutil.h"
 #include "smtpd/smtpd.h"
@@ -24,6 +26,9 @@ static void usage(FILE *out)
         "  config  [-c FILE] [-n] [--json]  print the effective configuration\n"
         "  queue   [-c FILE] [--json] list|show|flush|hold|release|delete|bounce\n"
         "  explain [--json] 'REPLY'     what a remote SMTP reply means\n"
+        "  policy  [-c FILE] [--listen ADDR]  greylisting for Postfix (policy protocol)\n"
+        "  greylist [-c FILE] [--json] stats|list|allow|forget|expire\n"
+        "                               the greylist store\n"
         "  version                      print the version\n"
         "\n"
         "Without -c, sluice reads $SLUICE_CONFIG, else " DEFAULT_CONFIG " if it\n"
@@ -37,6 +42,7 @@ static const char *config_path(const char *given)
 
 static const struct option common_opts[] = {
     {"config", required_argument, NULL, 'c'},
+    {"listen", required_argument, NULL, 'l'},
     {"json", no_argument, NULL, 'j'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -98,6 +104,73 @@ static int verb_config(int argc, char **argv)
     return 0;
 }
 
+static int verb_policy(int argc, char **argv)
+{
+    const char *cfg = NULL, *listen = NULL;
+    int c;
+    while ((c = getopt_long(argc, argv, "c:l:h", common_opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': cfg = optarg; break;
+        case 'l': listen = optarg; break;
+        case 'h':
+            printf("usage: sluice policy [-c FILE] [--listen 127.0.0.1:10023 | unix:PATH]\n"
+                   "  Serves greylisting to Postfix through the policy delegation\n"
+                   "  protocol (a drop-in for postgrey): in main.cf,\n"
+                   "    smtpd_recipient_restrictions = ..., reject_unauth_destination,\n"
+                   "        check_policy_service inet:127.0.0.1:10023\n"
+                   "  Default address: policy_listen. SIGHUP reloads; SIGTERM stops.\n");
+            return 0;
+        default:
+            fprintf(stderr, "sluice policy: unknown option; try 'sluice policy --help'\n");
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "sluice policy: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    return policy_main(config_path(cfg), listen);
+}
+
+static int verb_greylist(int argc, char **argv)
+{
+    const char *cfg = NULL;
+    bool json = false;
+    int c;
+    while ((c = getopt_long(argc, argv, "+c:h", common_opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': cfg = optarg; break;
+        case 'j': json = true; break;
+        case 'h':
+            printf("usage: sluice greylist [-c FILE] [--json] COMMAND\n"
+                   "  stats                          counts, waits, client IPs per triplet\n"
+                   "  list                           every triplet and auto-allow record\n"
+                   "  allow POOL SENDER_DOMAIN       auto-allow a sender domain from a pool\n"
+                   "                                 (POOL as in the log: spf:example.com)\n"
+                   "  forget POOL [SENDER [RCPT]]    delete records of a pool\n"
+                   "  expire                         delete expired records now (LMDB)\n");
+            return 0;
+        default:
+            fprintf(stderr, "sluice greylist: unknown option; try 'sluice greylist --help'\n");
+            return 2;
+        }
+    }
+    /* options may also follow the command: "stats --json" */
+    char *rest[8];
+    int nrest = 0;
+    for (int i = optind; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0)
+            json = true;
+        else if (nrest < 8)
+            rest[nrest++] = argv[i];
+    }
+    if (nrest == 0) {
+        fprintf(stderr, "sluice greylist: missing command; try 'sluice greylist --help'\n");
+        return 2;
+    }
+    return greylist_cli(config_path(cfg), rest[0], rest + 1, nrest - 1, json);
+}
+
 struct verb {
     const char *name;
     int (*run)(int argc, char **argv);
@@ -112,6 +185,8 @@ static int verb_version(int argc, char **argv)
 static const struct verb verbs[] = {
     {"serve", verb_serve},
     {"config", verb_config},
+    {"policy", verb_policy},
+    {"greylist", verb_greylist},
     {"version", verb_version},
     {"queue", queue_cli_main},
     {"explain", explain_main},

@@ -78,6 +78,23 @@ static const struct cfg_def cfg_defs[] = {
     {"smtp_helo_name", CFG_STR, "$myhostname", F(smtp_helo_name), NULL},
     {"throttle_pause_time", CFG_TIME, "60s", F(throttle_pause_time), NULL},
     {"destination_rate_delay", CFG_TIME, "0s", F(destination_rate_delay), NULL},
+    {"spool_sync_delay_us", CFG_INT, "0", F(spool_sync_delay_us), NULL},
+    {"greylist", CFG_BOOL, "no", F(greylist), NULL},
+    {"greylist_delay", CFG_TIME, "2m", F(greylist_delay), NULL},
+    {"greylist_window", CFG_TIME, "48h", F(greylist_window), NULL},
+    {"greylist_max_age", CFG_TIME, "35d", F(greylist_max_age), NULL},
+    {"greylist_auto_allow_interval", CFG_TIME, "1h", F(greylist_auto_allow_interval), NULL},
+    {"greylist_auto_allow_count", CFG_INT, "2", F(greylist_auto_allow_count), NULL},
+    {"greylist_ipv4_prefix", CFG_INT, "24", F(greylist_ipv4_prefix), NULL},
+    {"greylist_ipv6_prefix", CFG_INT, "64", F(greylist_ipv6_prefix), NULL},
+    {"greylist_store", CFG_STR, "lmdb:$spool_dir/greylist", F(greylist_store), NULL},
+    {"greylist_failure", CFG_ENUM, "open", F(greylist_failure), "open|closed"},
+    {"greylist_timeout", CFG_TIME, "10s", F(greylist_timeout), NULL},
+    {"greylist_allow_clients", CFG_LIST, "", F(greylist_allow_clients), NULL},
+    {"greylist_allow_senders", CFG_LIST, "", F(greylist_allow_senders), NULL},
+    {"greylist_allow_recipients", CFG_LIST, "", F(greylist_allow_recipients), NULL},
+    {"greylist_allow_pools", CFG_LIST, "", F(greylist_allow_pools), NULL},
+    {"policy_listen", CFG_LIST, "127.0.0.1:10023", F(policy_listen), NULL},
 };
 
 #define CFG_NKEYS (sizeof(cfg_defs) / sizeof(cfg_defs[0]))
@@ -372,6 +389,19 @@ static int cfg_derive(struct config *c, char *err, size_t errlen)
         return cfg_error(err, errlen, c, c->lineno[i], "tls_cert_file and "
                          "tls_key_file must be set together%s%s; fix: set both "
                          "or neither", "", NULL);
+    }
+    if (c->greylist_ipv4_prefix > 32 || c->greylist_ipv6_prefix > 128) {
+        i = cfg_index(c->greylist_ipv4_prefix > 32 ? "greylist_ipv4_prefix"
+                                                    : "greylist_ipv6_prefix");
+        return cfg_error(err, errlen, c, c->lineno[i], "greylist prefix too long%s%s; "
+                         "fix: use at most 32 (IPv4) or 128 (IPv6)", "", NULL);
+    }
+    if (c->greylist_timeout == 0 || c->greylist_delay > c->greylist_window) {
+        i = cfg_index(c->greylist_timeout == 0 ? "greylist_timeout" : "greylist_delay");
+        return cfg_error(err, errlen, c, c->lineno[i], "%s%s", c->greylist_timeout == 0 ?
+                         "greylist_timeout is 0; fix: use a time such as 5s" :
+                         "greylist_delay is longer than greylist_window; fix: shorten "
+                         "the delay or lengthen the window", NULL);
     }
     if (c->smtpd_max_line_length < 78) {
         i = cfg_index("smtpd_max_line_length");

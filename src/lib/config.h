@@ -75,6 +75,24 @@ struct config {
     char *smtp_helo_name;
     uint64_t throttle_pause_time;
     uint64_t destination_rate_delay;
+    /* --- DNS --- */
+    /* --- greylisting (docs/greylisting.md) --- */
+    bool greylist;
+    uint64_t greylist_delay;
+    uint64_t greylist_window;
+    uint64_t greylist_max_age;
+    uint64_t greylist_auto_allow_interval;
+    uint64_t greylist_auto_allow_count;
+    uint64_t greylist_ipv4_prefix;
+    uint64_t greylist_ipv6_prefix;
+    char *greylist_store;
+    char *greylist_failure;
+    uint64_t greylist_timeout;
+    char *greylist_allow_clients;
+    char *greylist_allow_senders;
+    char *greylist_allow_recipients;
+    char *greylist_allow_pools;
+    char *policy_listen;
 
     /* --- derived at load time --- */
     struct netlist mynetworks_list;

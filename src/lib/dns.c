@@ -81,6 +81,26 @@ static int dns_set_forwarders(struct ub_ctx *ctx, const char *list, char *err,
     return rc;
 }
 
+/* With explicit forwarders, the forwarder answers for everything: turn off
+ * libunbound's built-in local zones (RFC 6761 "test.", the loopback and
+ * private reverse zones) that would otherwise answer NXDOMAIN itself. */
+static int dns_forward_everything(struct ub_ctx *ctx, char *err, size_t errlen)
+{
+    static const char *const zones[] = {
+        "test. transparent", "127.in-addr.arpa. transparent", "10.in-addr.arpa. transparent",
+        "168.192.in-addr.arpa. transparent", "invalid. transparent",
+        "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa. transparent",
+    };
+    int e = ub_ctx_set_option(ctx, "unblock-lan-zones:", "yes");
+    if (e == 0)
+        e = ub_ctx_set_option(ctx, "insecure-lan-zones:", "yes");
+    for (size_t i = 0; e == 0 && i < sizeof(zones) / sizeof(zones[0]); i++)
+        e = ub_ctx_set_option(ctx, "local-zone:", zones[i]);
+    if (e != 0)
+        snprintf(err, errlen, "DNS resolver set-up: %s", ub_strerror(e));
+    return e ? -1 : 0;
+}
+
 struct dns *dns_new(struct event_base *base, const char *resolver,
                     unsigned timeout_ms, char *err, size_t errlen)
 {
@@ -106,7 +126,8 @@ struct dns *dns_new(struct event_base *base, const char *resolver,
             ub_ctx_delete(ctx);
             return NULL;
         }
-    } else if (dns_set_forwarders(ctx, resolver, err, errlen) < 0) {
+    } else if (dns_set_forwarders(ctx, resolver, err, errlen) < 0 ||
+               dns_forward_everything(ctx, err, errlen) < 0) {
         ub_ctx_delete(ctx);
         return NULL;
     }

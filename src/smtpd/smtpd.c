@@ -7,7 +7,9 @@
  */
 #include "smtpd/smtpd.h"
 #include "queue/qmgr.h"
+#include "greylist/greylist.h"
 #include "queue/spool.h"
+#include "lib/dns.h"
 #include "lib/log.h"
 #include "lib/strutil.h"
 #include "lib/tls.h"
@@ -187,6 +189,23 @@ static int open_logs(const struct config *cfg, bool daemonized)
     return rc;
 }
 
+/* Greylisting (src/greylist/): the resolver and the engine, made when
+ * `greylist = yes` (at start, or at the first reload that turns it on). */
+static int greylist_start(struct smtpd *srv, const struct config *c, char *err,
+                          size_t errlen)
+{
+    if (!c->greylist || srv->greylist)
+        return 0;
+    if (srv->dns == NULL)
+        srv->dns = dns_new(srv->base, c->dns_resolver,
+                           (unsigned)(c->greylist_timeout * 1000 / 4), err, errlen);
+    if (srv->dns == NULL)
+        return -1;
+    struct dns_iface di = dns_iface_of(srv->dns);
+    srv->greylist = greylist_new(c, srv->base, &di, err, errlen);
+    return srv->greylist ? 0 : -1;
+}
+
 static void reload(struct smtpd *srv)
 {
     char err[1024];
@@ -198,6 +217,14 @@ static void reload(struct smtpd *srv)
     SSL_CTX *ctx = load_tls(c, err, sizeof(err));
     if (ctx == NULL && strcmp(c->smtpd_tls_security_level, "none") != 0) {
         log_svc_warn("master", "reload failed, keeping the running configuration: %s", err);
+        config_free(c);
+        return;
+    }
+    if ((srv->greylist && greylist_reload(srv->greylist, c, err, sizeof(err)) < 0) ||
+        greylist_start(srv, c, err, sizeof(err)) < 0) {
+        log_svc_warn("master", "reload failed, keeping the running configuration: %s", err);
+        if (ctx)
+            SSL_CTX_free(ctx);
         config_free(c);
         return;
     }
@@ -368,6 +395,8 @@ int smtpd_main(const char *config_path, bool daemonize)
     srv.tls_ctx = load_tls(srv.cfg, err, sizeof(err));
     if (srv.tls_ctx == NULL && strcmp(srv.cfg->smtpd_tls_security_level, "none") != 0)
         goto fatal;
+    if (greylist_start(&srv, srv.cfg, err, sizeof(err)) < 0)
+        goto fatal;
     if (drop_privileges(srv.cfg->mail_owner, err, sizeof(err)) < 0)
         goto fatal;
     the_server = &srv;
@@ -404,6 +433,8 @@ fatal:
         fprintf(stderr, "sluice: fatal: %s\n", err);
 cleanup:
     qmgr_free(srv.qmgr);
+    greylist_free(srv.greylist);
+    dns_free(srv.dns);
     spool_close(srv.spool);
     the_server = NULL;
     for (size_t i = 0; i < srv.nlisteners; i++)

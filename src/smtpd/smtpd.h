@@ -17,6 +17,8 @@
 struct event_base;
 struct spool;
 struct smtpd_session;
+struct greylist;
+struct dns;
 
 struct smtpd {
     struct event_base *base;
@@ -34,6 +36,8 @@ struct smtpd {
     size_t nlisteners;
     struct event *shutdown_timer;
     char *config_path;
+    struct dns *dns;             /* async resolver (NULL until needed) */
+    struct greylist *greylist;   /* NULL unless greylist = yes */
 };
 
 /* Run `sluice serve`: returns the process exit code. */

@@ -15,6 +15,7 @@
 #include "smtpd/smtpd_data.h"
 #include "smtpd/smtpd_parse.h"
 #include "queue/spool.h"
+#include "greylist/greylist.h"
 #include "lib/log.h"
 #include "lib/strutil.h"
 #include "lib/tls.h"
@@ -50,12 +51,13 @@ enum session_state {
     SS_TLS_START,   /* 220 for STARTTLS queued; switch when it is sent */
     SS_TLS,         /* TLS handshake in progress */
     SS_CLOSING,     /* last reply queued; close when it is sent */
+    SS_GREYLIST,    /* RCPT waits for the greylisting decision */
     SS_COUNT
 };
 
 static const char *const state_names[SS_COUNT] = {
     "INIT", "READY", "MAIL", "RCPT", "DATA", "BDAT", "COMMIT", "TLS_START", "TLS",
-    "CLOSING",
+    "CLOSING", "GREYLIST",
 };
 
 struct smtpd_session {
@@ -99,6 +101,13 @@ struct smtpd_session {
     int txn_error;                 /* 0, or the reply code to give at the end */
     char msgid[256];
     struct buf hdr_scan;           /* start of the header section */
+    /* greylisting: the RCPT waiting in SS_GREYLIST, and the longest delay
+     * a recipient of this transaction waited (for X-Greylist:) */
+    char gl_rcpt[ADDR_PATH_MAX + 4];
+    struct rcpt_params gl_rp;
+    enum session_state gl_prev;
+    unsigned gl_delayed;
+    bool gl_uncounted;             /* greylisting 451s are not client errors */
 };
 
 static void session_process(struct smtpd_session *s);
@@ -161,7 +170,7 @@ static void reply(struct smtpd_session *s, int code, const char *enh,
     line[n++] = '\r';
     line[n++] = '\n';
     reply_raw(s, line, (size_t)n);
-    if (code >= 400 && code != 421 && s->state != SS_CLOSING &&
+    if (code >= 400 && code != 421 && s->state != SS_CLOSING && !s->gl_uncounted &&
         ++s->errors >= s->srv->cfg->smtpd_error_limit)
         too_many_errors(s);
 }
@@ -182,6 +191,7 @@ static void txn_reset(struct smtpd_session *s)
     s->bdat_remaining = 0;
     s->bdat_last = false;
     s->msgid[0] = '\0';
+    s->gl_delayed = 0;
     buf_reset(&s->data_out);
     buf_reset(&s->hdr_scan);
 }
@@ -309,6 +319,35 @@ static void assign_qid(struct smtpd_session *s)
     log_svc("smtpd", "%s: client=%s[%s]", s->env.qid, s->name, s->ip);
 }
 
+static void rcpt_accept(struct smtpd_session *s, const char *addr,
+                        const struct rcpt_params *rp)
+{
+    assign_qid(s);
+    spool_envelope_add_rcpt(&s->env, addr, rp->notify, rp->orcpt);
+    session_enter(s, SS_RCPT);
+    reply(s, 250, "2.1.5", "Ok");
+}
+
+static void greylist_done(void *arg, const struct greylist_decision *d);
+
+/* Greylisting decides asynchronously (DNS, store): the session waits in
+ * SS_GREYLIST, reading nothing, until greylist_done() finds it by id. */
+static void rcpt_greylist(struct smtpd_session *s, const char *addr,
+                          const struct rcpt_params *rp)
+{
+    struct greylist_request q = {
+        .addr = s->addr, .client_name = s->name, .helo = s->helo,
+        .sender = s->env.sender ? s->env.sender : "", .rcpt = addr,
+        .queue_id = s->have_qid ? s->env.qid : NULL, .trusted = s->trusted,
+    };
+    str_copy(s->gl_rcpt, addr, sizeof(s->gl_rcpt));
+    s->gl_rp = *rp;
+    s->gl_prev = s->state;
+    session_enter(s, SS_GREYLIST);
+    bufferevent_disable(s->bev, EV_READ);
+    greylist_check(s->srv->greylist, &q, greylist_done, (void *)(uintptr_t)s->id);
+}
+
 static void cmd_rcpt(struct smtpd_session *s, char *args)
 {
     if (s->state != SS_MAIL && s->state != SS_RCPT) {
@@ -346,10 +385,11 @@ static void cmd_rcpt(struct smtpd_session *s, char *args)
         reply(s, res.code, res.enhanced, "%s", res.text);
         return;
     }
-    assign_qid(s);
-    spool_envelope_add_rcpt(&s->env, addr, rp.notify, rp.orcpt);
-    session_enter(s, SS_RCPT);
-    reply(s, 250, "2.1.5", "Ok");
+    if (s->srv->cfg->greylist && s->srv->greylist) {
+        rcpt_greylist(s, addr, &rp);
+        return;
+    }
+    rcpt_accept(s, addr, &rp);
 }
 
 /* Start writing the queue file: envelope, then our Received: header. */
@@ -385,6 +425,11 @@ static void data_begin(struct smtpd_session *s)
     if (s->env.nrcpt == 1)
         buf_printf(&h, "\r\n\tfor <%s>", s->env.rcpts[0].addr);
     buf_printf(&h, "; %s\r\n", date);
+    if (s->gl_delayed) {
+        char xg[512];
+        greylist_header(s->gl_delayed, hostname(s), xg, sizeof(xg));
+        buf_printf(&h, "%s\r\n", xg);
+    }
     spool_writer_write(&s->writer, h.data, h.len);
     buf_free(&h);
 }
@@ -830,6 +875,7 @@ static void session_process(struct smtpd_session *s)
             progressed = bdat_input(s, in);
             break;
         case SS_COMMIT:
+        case SS_GREYLIST:
         case SS_TLS_START:
         case SS_TLS:
         case SS_CLOSING:
@@ -881,6 +927,47 @@ static void commit_done(uint64_t token, const char *qid, int err)
     } else {
         log_svc_warn("smtpd", "%s: cannot write queue file: %s", qid, strerror(err));
         reply(s, 452, "4.3.1", "Insufficient system storage");
+    }
+    if (s->state != SS_CLOSING)
+        bufferevent_enable(s->bev, EV_READ);
+    session_process(s);
+    s->in_callback = false;
+    if (s->dead)
+        session_free(s);
+}
+
+/* ---------------------------------------------------------------------- */
+/* greylisting completion                                                  */
+
+static void greylist_done(void *arg, const struct greylist_decision *d)
+{
+    struct smtpd_session *s = smtpd_find_session(NULL, (uint64_t)(uintptr_t)arg);
+    if (s == NULL || s->dead) {
+        if (s) {   /* the client left while we decided */
+            s->dead = false;
+            session_free(s);
+        }
+        return;
+    }
+    s->in_callback = true;
+    session_enter(s, s->gl_prev);
+    if (d->action == GREYLIST_ACCEPT) {
+        if (d->delayed > s->gl_delayed)
+            s->gl_delayed = d->delayed;
+        rcpt_accept(s, s->gl_rcpt, &s->gl_rp);
+    } else {
+        char text[128];
+        if (d->action == GREYLIST_DEFER)
+            snprintf(text, sizeof(text), "Greylisted, retry in %u seconds", d->retry_in);
+        else
+            str_copy(text, "Greylisting temporarily unavailable, try again later",
+                     sizeof(text));
+        s->ok[SMTP_RCPT]--;   /* counted as ok when the command was taken */
+        log_reject(s, "RCPT", 451, "4.7.1", text, s->gl_rcpt);
+        /* a message to 50 recipients must not hit smtpd_error_limit */
+        s->gl_uncounted = true;
+        reply(s, 451, "4.7.1", "%s", text);
+        s->gl_uncounted = false;
     }
     if (s->state != SS_CLOSING)
         bufferevent_enable(s->bev, EV_READ);
@@ -952,7 +1039,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
         if (s->state != SS_CLOSING && s->state != SS_COMMIT)
             log_lost(s, "lost connection");
-        if (s->state == SS_COMMIT) {
+        if (s->state == SS_COMMIT || s->state == SS_GREYLIST) {
             /* keep the session until the commit reports; just mark it */
             s->dead = true;
             return;

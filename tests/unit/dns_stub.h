@@ -44,13 +44,13 @@ static size_t stub_nq, stub_head;
 static uint64_t stub_next_id;
 static unsigned stub_queries;   /* questions asked since stub_reset */
 
-static void stub_reset(void)
+static inline void stub_reset(void)
 {
     stub_nzone = stub_nq = stub_head = 0;
     stub_queries = 0;
 }
 
-static void stub_add(const char *name, int type, const char *value)
+static inline void stub_add(const char *name, int type, const char *value)
 {
     struct stub_rr *r = &stub_zone[stub_nzone++];
     snprintf(r->name, sizeof(r->name), "%s", name);
@@ -59,13 +59,13 @@ static void stub_add(const char *name, int type, const char *value)
     r->fail = 0;
 }
 
-static void stub_fail(const char *name, int type)
+static inline void stub_fail(const char *name, int type)
 {
     stub_add(name, type, "");
     stub_zone[stub_nzone - 1].fail = 1;
 }
 
-static uint64_t stub_query(void *impl, const char *name, int type, dns_cb cb, void *arg)
+static inline uint64_t stub_query(void *impl, const char *name, int type, dns_cb cb, void *arg)
 {
     struct stub_q *q = &stub_queue[stub_nq++ % 4096];
     q->id = ++stub_next_id;
@@ -78,14 +78,14 @@ static uint64_t stub_query(void *impl, const char *name, int type, dns_cb cb, vo
     return q->id;
 }
 
-static void stub_cancel(void *impl, uint64_t id)
+static inline void stub_cancel(void *impl, uint64_t id)
 {
     for (size_t i = stub_head; i < stub_nq; i++)
         if (stub_queue[i % 4096].id == id)
             stub_queue[i % 4096].live = 0;
 }
 
-static void stub_answer(struct stub_q *q)
+static inline void stub_answer(struct stub_q *q)
 {
     struct dns_result r;
     memset(&r, 0, sizeof(r));
@@ -130,7 +130,7 @@ static void stub_answer(struct stub_q *q)
 }
 
 /* Answer queued questions (and those they lead to) until none is left. */
-static void stub_run(void)
+static inline void stub_run(void)
 {
     while (stub_head < stub_nq) {
         struct stub_q q = stub_queue[stub_head++ % 4096];
@@ -139,7 +139,7 @@ static void stub_run(void)
     }
 }
 
-static struct dns_iface stub_iface(void)
+static inline struct dns_iface stub_iface(void)
 {
     struct dns_iface i = {stub_query, stub_cancel, NULL};
     return i;

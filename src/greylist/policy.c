@@ -1,0 +1,539 @@
+/*
+ * policy.c - `sluice policy`: the greylisting engine served to an existing
+ * Postfix (or Exim) over the policy delegation protocol, as a drop-in
+ * replacement for postgrey on 127.0.0.1:10023.
+ *
+ * Connections are persistent and carry many requests, one at a time: a
+ * complete request stops reading until its answer is written, so answers
+ * stay in order. Answers:
+ *   action=DEFER_IF_PERMIT Greylisted, retry in N seconds
+ *   action=PREPEND X-Greylist: delayed N seconds by sluice at HOST; DATE
+ *   action=DUNNO
+ * A request we cannot judge (no request=, not smtpd_access_policy, an
+ * over-long attribute, not at RCPT, a bad client address) gets DUNNO: mail
+ * flows as if we were not there. Garbage (a line without "=") closes the
+ * connection; so does an overloaded engine, without a reply, so that
+ * Postfix retries (its documented behaviour on a policy server error).
+ * A client that stops reading is cut off after a write timeout, and at most
+ * POLICY_OUT_MAX bytes of answers are held for it.
+ */
+#include "greylist/policy.h"
+#include "greylist/greylist.h"
+#include "greylist/policy_attr.h"
+#include "lib/config.h"
+#include "lib/dict.h"
+#include "lib/dns.h"
+#include "lib/log.h"
+#include "lib/strutil.h"
+#include "lib/xalloc.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/thread.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define POLICY_IDLE_TIMEOUT 600    /* seconds without a request */
+#define POLICY_WRITE_TIMEOUT 30    /* a client that does not read */
+#define POLICY_OUT_MAX (64 * 1024) /* answers held for a slow reader */
+#define POLICY_IN_MAX (256 * 1024) /* requests queued by a pipelining client */
+#define POLICY_PENDING_MAX 20000   /* decisions in flight, all connections */
+
+enum pconn_state { PC_READ, PC_WAIT, PC_CLOSING };
+
+struct pserver {
+    struct event_base *base;
+    struct config *cfg;
+    char *config_path;
+    struct dns *dns;
+    struct greylist *gl;
+    struct dict conns;             /* id -> struct pconn * */
+    uint64_t next_id;
+    struct evconnlistener **listeners;
+    size_t nlisteners;
+    char **unix_paths;
+    size_t nunix;
+};
+
+struct pconn {
+    uint64_t id;
+    struct pserver *srv;
+    struct bufferevent *bev;
+    enum pconn_state state;
+    struct policy_req req;
+    bool discarding;               /* inside an over-long line */
+    bool read_paused;              /* reading stopped: answers not read */
+    bool in_callback;
+    bool dead;
+    unsigned long nrequests;
+};
+
+/* One server per process; engine answers find connections by id through
+ * it. */
+static struct pserver *policy_server;
+
+static void pconn_process(struct pconn *c);
+
+/* ---------------------------------------------------------------------- */
+/* connections                                                             */
+
+static void pconn_key(uint64_t id, char key[24])
+{
+    snprintf(key, 24, "%llu", (unsigned long long)id);
+}
+
+static struct pconn *pconn_find(struct pserver *srv, uint64_t id)
+{
+    char key[24];
+    pconn_key(id, key);
+    return dict_get(&srv->conns, key);
+}
+
+static void pconn_free(struct pconn *c)
+{
+    if (c->in_callback) {
+        c->dead = true;
+        return;
+    }
+    char key[24];
+    pconn_key(c->id, key);
+    dict_del(&c->srv->conns, key);
+    bufferevent_free(c->bev);
+    free(c);
+}
+
+/* Answer one request. When nothing is queued before it, the answer is
+ * sent at once (no write event to arm and disarm: two epoll_ctl calls and
+ * a loop turn saved per request); what the socket does not take is queued. */
+static void pconn_reply(struct pconn *c, const char *action)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    char line[700];
+    int n = snprintf(line, sizeof(line), "action=%s\n\n", action);
+    if (n < 0 || n >= (int)sizeof(line))
+        n = snprintf(line, sizeof(line), "action=DUNNO\n\n");
+    ssize_t sent = 0;
+    if (evbuffer_get_length(out) == 0) {
+        sent = send(bufferevent_getfd(c->bev), line, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (sent < 0)
+            sent = 0;   /* EAGAIN or an error: the bufferevent will tell */
+    }
+    if (sent < n)
+        evbuffer_add(out, line + sent, (size_t)(n - sent));
+    c->nrequests++;
+}
+
+static void pconn_decided(void *arg, const struct greylist_decision *d);
+
+/* A complete request: answer at once, or ask the engine. */
+static void pconn_request(struct pconn *c)
+{
+    struct policy_req *r = &c->req;
+    struct netaddr a;
+    const char *why = NULL;
+    if (r->too_many || r->oversize)
+        why = "over-long attribute or too many attributes";
+    else if (r->request[0] == '\0')
+        why = "no request= attribute";
+    else if (strcmp(r->request, "smtpd_access_policy") != 0)
+        why = "unknown request type";
+    else if (netaddr_parse(r->client_address, &a) < 0)
+        why = "bad client_address";
+    if (why) {
+        log_svc_warn("greylist", "policy request %lu: %s; answering DUNNO",
+                     c->nrequests + 1, why);
+        pconn_reply(c, "DUNNO");
+        policy_req_init(r);
+        return;
+    }
+    if (r->protocol_state[0] && strcmp(r->protocol_state, "RCPT") != 0) {
+        pconn_reply(c, "DUNNO");
+        policy_req_init(r);
+        return;
+    }
+    if (greylist_pending(c->srv->gl) >= POLICY_PENDING_MAX) {
+        log_svc_warn("greylist", "overloaded (%d decisions in flight); closing a "
+                     "connection without an answer", POLICY_PENDING_MAX);
+        c->state = PC_CLOSING;
+        pconn_free(c);
+        return;
+    }
+    struct greylist_request q = {
+        .addr = a,
+        .client_name = r->client_name[0] ? r->client_name : NULL,
+        .helo = r->helo_name, .sender = r->sender, .rcpt = r->recipient,
+        .queue_id = r->queue_id,
+        .trusted = netlist_match(&c->srv->cfg->mynetworks_list, &a),
+        .authenticated = r->sasl_username[0] != '\0',
+    };
+    /* no more requests are taken until this one is answered; the input
+     * buffer's high-water mark bounds what a pipelining client can queue */
+    c->state = PC_WAIT;
+    greylist_check(c->srv->gl, &q, pconn_decided, (void *)(uintptr_t)c->id);
+}
+
+static void pconn_decided(void *arg, const struct greylist_decision *d)
+{
+    struct pconn *c = policy_server ? pconn_find(policy_server, (uint64_t)(uintptr_t)arg)
+                                    : NULL;
+    if (c == NULL)
+        return;
+    char action[600];
+    if (d->action == GREYLIST_DEFER)
+        snprintf(action, sizeof(action), "DEFER_IF_PERMIT Greylisted, retry in %u seconds",
+                 d->retry_in);
+    else if (d->action == GREYLIST_TEMPFAIL)
+        str_copy(action, "DEFER_IF_PERMIT Greylisting temporarily unavailable, try "
+                 "again later", sizeof(action));
+    else if (d->delayed) {
+        char hdr[512];
+        greylist_header(d->delayed, c->srv->cfg->myhostname, hdr, sizeof(hdr));
+        snprintf(action, sizeof(action), "PREPEND %s", hdr);
+    } else
+        str_copy(action, "DUNNO", sizeof(action));
+    pconn_reply(c, action);
+    c->state = PC_READ;
+    policy_req_init(&c->req);
+    c->in_callback = true;
+    pconn_process(c);
+    c->in_callback = false;
+    if (c->dead) {
+        c->dead = false;
+        pconn_free(c);
+    }
+}
+
+/* Take one line from the input; false when none is complete yet. */
+static bool pconn_line(struct pconn *c, struct evbuffer *in)
+{
+    size_t eol_len = 0;
+    struct evbuffer_ptr pos = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
+    if (pos.pos < 0) {
+        size_t have = evbuffer_get_length(in);
+        if (have > POLICY_LINE_MAX) {
+            evbuffer_drain(in, have);
+            c->discarding = true;
+        }
+        return false;
+    }
+    size_t len = (size_t)pos.pos;
+    if (c->discarding || len > POLICY_LINE_MAX) {
+        evbuffer_drain(in, len + eol_len);
+        c->discarding = false;
+        policy_req_oversize(&c->req);
+        return true;
+    }
+    char line[POLICY_LINE_MAX + 2];
+    evbuffer_remove(in, line, len + eol_len);
+    line[len] = '\0';
+    switch (policy_req_feed(&c->req, line, len)) {
+    case POLICY_MORE:
+        return true;
+    case POLICY_END:
+        pconn_request(c);
+        return true;
+    case POLICY_BAD:
+    default:
+        log_svc_warn("greylist", "policy client sent a line that is not name=value; "
+                     "closing the connection");
+        c->state = PC_CLOSING;
+        pconn_free(c);
+        return false;
+    }
+}
+
+static void pconn_process(struct pconn *c)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    while (!c->dead && c->state == PC_READ) {
+        if (evbuffer_get_length(out) > POLICY_OUT_MAX) {
+            /* the client does not read its answers: wait for the drain */
+            bufferevent_disable(c->bev, EV_READ);
+            c->read_paused = true;
+            return;
+        }
+        if (!pconn_line(c, bufferevent_get_input(c->bev)))
+            break;
+    }
+    if (!c->dead && c->state == PC_READ && c->read_paused) {
+        c->read_paused = false;
+        bufferevent_enable(c->bev, EV_READ);
+    }
+}
+
+static void pconn_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct pconn *c = arg;
+    c->in_callback = true;
+    pconn_process(c);
+    c->in_callback = false;
+    if (c->dead) {
+        c->dead = false;
+        pconn_free(c);
+    }
+}
+
+static void pconn_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct pconn *c = arg;
+    if (c->state == PC_READ && c->read_paused)
+        pconn_read_cb(bev, arg);   /* output drained: read again */
+}
+
+static void pconn_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct pconn *c = arg;
+    if (what & BEV_EVENT_TIMEOUT)
+        log_svc("greylist", "policy client timed out after %lu request(s)", c->nrequests);
+    /* In PC_WAIT the engine's answer finds no connection by id and is
+     * dropped; nothing else refers to it. */
+    pconn_free(c);
+}
+
+static void policy_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
+                             struct sockaddr *sa, int salen, void *arg)
+{
+    struct pserver *srv = arg;
+    struct pconn *c = xcalloc(1, sizeof(*c));
+    c->id = ++srv->next_id;
+    c->srv = srv;
+    c->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    policy_req_init(&c->req);
+    char key[24];
+    pconn_key(c->id, key);
+    dict_set(&srv->conns, key, c);
+    bufferevent_setcb(c->bev, pconn_read_cb, pconn_write_cb, pconn_event_cb, c);
+    struct timeval rt = {POLICY_IDLE_TIMEOUT, 0}, wt = {POLICY_WRITE_TIMEOUT, 0};
+    bufferevent_set_timeouts(c->bev, &rt, &wt);
+    bufferevent_setwatermark(c->bev, EV_WRITE, POLICY_OUT_MAX / 2, 0);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, POLICY_IN_MAX);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+/* ---------------------------------------------------------------------- */
+/* listeners                                                               */
+
+static int policy_listen_unix(struct pserver *srv, const char *path, char *err,
+                              size_t errlen)
+{
+    struct sockaddr_un sun;
+    memset(&sun, 0, sizeof(sun));
+    sun.sun_family = AF_UNIX;
+    if (str_copy(sun.sun_path, path, sizeof(sun.sun_path)) >= sizeof(sun.sun_path)) {
+        snprintf(err, errlen, "unix socket path too long: %s", path);
+        return -1;
+    }
+    unlink(path);   /* a stale socket from an earlier run */
+    struct evconnlistener *l = evconnlistener_new_bind(
+        srv->base, policy_accept_cb, srv, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+        256, (struct sockaddr *)&sun, (int)sizeof(sun));
+    if (l == NULL) {
+        snprintf(err, errlen, "cannot listen on unix:%s: %s", path, strerror(errno));
+        return -1;
+    }
+    chmod(path, 0666);   /* Postfix's smtpd runs as another user */
+    srv->listeners = xrealloc(srv->listeners, (srv->nlisteners + 1) * sizeof(l));
+    srv->listeners[srv->nlisteners++] = l;
+    srv->unix_paths = xrealloc(srv->unix_paths, (srv->nunix + 1) * sizeof(char *));
+    srv->unix_paths[srv->nunix++] = xstrdup(path);
+    return 0;
+}
+
+static int policy_listen_inet(struct pserver *srv, const char *w, char *err, size_t errlen)
+{
+    char host[256];
+    uint16_t port;
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    memset(&ss, 0, sizeof(ss));
+    struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+    if (endpoint_parse(w, host, sizeof(host), &port) < 0) {
+        snprintf(err, errlen, "bad listen address '%s'; fix: use host:port, "
+                 "[ipv6]:port or unix:PATH", w);
+        return -1;
+    }
+    if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
+        in4->sin_family = AF_INET;
+        in4->sin_port = htons(port);
+        sl = sizeof(*in4);
+    } else if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons(port);
+        sl = sizeof(*in6);
+    } else {
+        snprintf(err, errlen, "listen host '%s' is not an IP address", host);
+        return -1;
+    }
+    struct evconnlistener *l = evconnlistener_new_bind(
+        srv->base, policy_accept_cb, srv,
+        LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 256,
+        (struct sockaddr *)&ss, (int)sl);
+    if (l == NULL) {
+        snprintf(err, errlen, "cannot listen on %s: %s; fix: stop what uses the port "
+                 "or change policy_listen / --listen", w, strerror(errno));
+        return -1;
+    }
+    srv->listeners = xrealloc(srv->listeners, (srv->nlisteners + 1) * sizeof(l));
+    srv->listeners[srv->nlisteners++] = l;
+    return 0;
+}
+
+static int policy_open_listeners(struct pserver *srv, const char *spec, char *err,
+                                 size_t errlen)
+{
+    char *copy = xstrdup(spec), *save = NULL;
+    int rc = 0;
+    for (char *w = strtok_r(copy, ", \t", &save); w && rc == 0;
+         w = strtok_r(NULL, ", \t", &save))
+        rc = strncmp(w, "unix:", 5) == 0 ? policy_listen_unix(srv, w + 5, err, errlen)
+                                         : policy_listen_inet(srv, w, err, errlen);
+    free(copy);
+    if (rc == 0 && srv->nlisteners == 0) {
+        snprintf(err, errlen, "nothing to listen on; fix: set policy_listen or --listen");
+        rc = -1;
+    }
+    return rc;
+}
+
+/* ---------------------------------------------------------------------- */
+/* the service                                                             */
+
+static void policy_reload(struct pserver *srv)
+{
+    char err[1024];
+    struct config *c = config_load(srv->config_path, err, sizeof(err));
+    if (c == NULL || greylist_reload(srv->gl, c, err, sizeof(err)) < 0) {
+        log_svc_warn("greylist", "reload failed, keeping the running configuration: %s", err);
+        config_free(c);
+        return;
+    }
+    config_free(srv->cfg);
+    srv->cfg = c;
+    log_svc("greylist", "reload -- configuration %s", c->path ? c->path : "(built-in defaults)");
+}
+
+static void policy_signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+    struct pserver *srv = arg;
+    if (sig == SIGHUP) {
+        policy_reload(srv);
+        return;
+    }
+    log_svc("greylist", "terminating on signal %d", (int)sig);
+    event_base_loopexit(srv->base, NULL);
+}
+
+static int policy_open_logs(const struct config *cfg)
+{
+    int rc = 0;
+    if (cfg->maillog_file[0])
+        rc = log_open(LOG_DEST_FILE, cfg->maillog_file);
+    else
+        log_open(LOG_DEST_STDERR, NULL);
+    if (rc == 0 && cfg->log_json_file[0])
+        rc = log_open_json(cfg->log_json_file);
+    log_set_hostname(cfg->myhostname);
+    log_set_service("greylist");
+    return rc;
+}
+
+static int policy_start(struct pserver *srv, const char *listen, char *err, size_t errlen)
+{
+    struct config *c = srv->cfg;
+    if (policy_open_listeners(srv, listen ? listen : c->policy_listen, err, errlen) < 0)
+        return -1;
+    srv->dns = dns_new(srv->base, c->dns_resolver, (unsigned)(c->greylist_timeout * 1000 / 4),
+                       err, errlen);
+    if (srv->dns == NULL)
+        return -1;
+    struct dns_iface di = dns_iface_of(srv->dns);
+    srv->gl = greylist_new(c, srv->base, &di, err, errlen);
+    return srv->gl ? 0 : -1;
+}
+
+static void policy_cleanup(struct pserver *srv)
+{
+    size_t pos = 0;
+    const char *key;
+    void *val;
+    while (dict_next(&srv->conns, &pos, &key, &val)) {
+        struct pconn *c = val;
+        bufferevent_free(c->bev);
+        free(c);
+    }
+    dict_free(&srv->conns);
+    greylist_free(srv->gl);
+    dns_free(srv->dns);
+    for (size_t i = 0; i < srv->nlisteners; i++)
+        evconnlistener_free(srv->listeners[i]);
+    free(srv->listeners);
+    for (size_t i = 0; i < srv->nunix; i++) {
+        unlink(srv->unix_paths[i]);
+        free(srv->unix_paths[i]);
+    }
+    free(srv->unix_paths);
+    config_free(srv->cfg);
+    free(srv->config_path);
+}
+
+int policy_main(const char *config_path, const char *listen)
+{
+    char err[1024];
+    struct pserver srv;
+    memset(&srv, 0, sizeof(srv));
+    srv.cfg = config_load(config_path, err, sizeof(err));
+    if (srv.cfg == NULL) {
+        fprintf(stderr, "sluice: %s\n", err);
+        return 1;
+    }
+    srv.config_path = config_path ? xstrdup(config_path) : NULL;
+    if (policy_open_logs(srv.cfg) < 0) {
+        fprintf(stderr, "sluice: cannot open log file %s: %s\n", srv.cfg->maillog_file,
+                strerror(errno));
+        config_free(srv.cfg);
+        free(srv.config_path);
+        return 1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    evthread_use_pthreads();
+    srv.base = event_base_new();
+    dict_init(&srv.conns, NULL);
+    int rc = 1;
+    if (policy_start(&srv, listen, err, sizeof(err)) < 0) {
+        fprintf(stderr, "sluice: fatal: %s\n", err);
+        if (srv.cfg->maillog_file[0])
+            log_svc("greylist", "fatal: %s", err);
+    } else {
+        policy_server = &srv;
+        struct event *sigs[3];
+        int signums[3] = {SIGTERM, SIGINT, SIGHUP};
+        for (int i = 0; i < 3; i++) {
+            sigs[i] = evsignal_new(srv.base, signums[i], policy_signal_cb, &srv);
+            event_add(sigs[i], NULL);
+        }
+        log_svc("greylist", "policy service started -- version %s, listening on %s, "
+                "store %s", SLUICE_VERSION, listen ? listen : srv.cfg->policy_listen,
+                srv.cfg->greylist_store);
+        event_base_dispatch(srv.base);
+        for (int i = 0; i < 3; i++)
+            event_free(sigs[i]);
+        policy_server = NULL;
+        rc = 0;
+    }
+    policy_cleanup(&srv);
+    event_base_free(srv.base);
+    log_close();
+    return rc;
+}

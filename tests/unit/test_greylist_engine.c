@@ -1,0 +1,206 @@
+/*
+ * test_greylist_engine.c - the greylisting engine (greylist.c) on a stub
+ * resolver and a real LMDB store in a temporary directory: bypasses and
+ * allow lists, defer / pass / passed through the store, callbacks never
+ * from inside greylist_check(), a failing store under greylist_failure
+ * open and closed, a store that never answers (timeout), cancellation.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dns_stub.h"
+#include "greylist/greylist.h"
+#include "greylist/store.h"
+#include "lib/config.h"
+
+static struct event_base *base;
+static struct greylist_decision got;
+static int ncb;
+
+static void on_decision(void *arg, const struct greylist_decision *d)
+{
+    got = *d;
+    ncb++;
+}
+
+static struct config *load(const char *extra)
+{
+    char path[] = "/tmp/sluice-unit-gl-XXXXXX";
+    int fd = mkstemp(path);
+    char text[1024];
+    int n = snprintf(text, sizeof(text), "spool_dir = %s.d\ngreylist_delay = 1s\n"
+                     "myhostname = mx.test\n%s", path, extra);
+    assert_int_equal(write(fd, text, (size_t)n), n);
+    close(fd);
+    char err[512];
+    struct config *c = config_load(path, err, sizeof(err));
+    if (c == NULL)
+        fail_msg("%s", err);
+    unlink(path);
+    return c;
+}
+
+static void cleanup(const struct config *c)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", c->spool_dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+static const struct greylist_decision *decide(struct greylist *gl, const char *ip,
+                                              const char *sender, const char *rcpt)
+{
+    struct greylist_request q = {.helo = "h.test", .sender = sender, .rcpt = rcpt};
+    netaddr_parse(ip, &q.addr);
+    ncb = 0;
+    greylist_check(gl, &q, on_decision, NULL);
+    assert_int_equal(ncb, 0);   /* never from inside greylist_check */
+    for (int i = 0; i < 5000 && ncb == 0; i++) {
+        stub_run();
+        event_base_loop(base, EVLOOP_NONBLOCK);
+        if (ncb == 0)
+            usleep(1000);
+    }
+    assert_int_equal(ncb, 1);
+    return &got;
+}
+
+static void zone(void)
+{
+    stub_reset();
+    stub_add("cluster.test", DNS_T_TXT, "v=spf1 ip4:192.0.2.0/24 ip4:198.51.100.0/24 -all");
+}
+
+static void test_defer_pass_passed(void **state)
+{
+    base = event_base_new();
+    zone();
+    struct config *c = load("greylist_allow_senders = friend.test\n"
+                            "greylist_allow_clients = 203.0.113.0/24\n");
+    struct dns_iface di = stub_iface();
+    char err[512];
+    struct greylist *gl = greylist_new(c, base, &di, err, sizeof(err));
+    assert_non_null(gl);
+    const struct greylist_decision *d = decide(gl, "192.0.2.7", "ann@cluster.test", "b@x.test");
+    assert_int_equal(d->action, GREYLIST_DEFER);
+    assert_string_equal(d->pool, "spf:cluster.test");
+    assert_int_equal(d->retry_in, 1);
+    sleep(1);
+    d = decide(gl, "198.51.100.9", "ann@cluster.test", "b@x.test");   /* other network */
+    assert_int_equal(d->action, GREYLIST_ACCEPT);
+    assert_string_equal(d->reason, "retry");
+    assert_true(d->delayed >= 1);
+    d = decide(gl, "192.0.2.8", "ann@cluster.test", "b@x.test");
+    assert_string_equal(d->reason, "passed");
+    assert_int_equal(d->delayed, 0);
+    d = decide(gl, "192.0.2.8", "x@friend.test", "b@x.test");
+    assert_string_equal(d->reason, "allow-sender");
+    d = decide(gl, "203.0.113.5", "x@y.test", "b@x.test");
+    assert_string_equal(d->reason, "allow-client");
+    /* outside the pool: SPF fails, a netmask key, deferred */
+    d = decide(gl, "192.0.3.1", "ann@cluster.test", "b@x.test");
+    assert_int_equal(d->action, GREYLIST_DEFER);
+    assert_string_equal(d->pool, "net:192.0.3.0/24");
+    greylist_free(gl);
+    cleanup(c);
+    config_free(c);
+    event_base_free(base);
+}
+
+/* A store that fails every read, or never answers. */
+static bool fake_silent;
+static void fake_close(struct store *st) { free(st); }
+static bool fake_ok(const struct store *st) { return false; }
+static void fake_mget(struct store *st, const char *const *keys, size_t n, store_get_cb cb,
+                      void *arg)
+{
+    char *vals[STORE_MGET_MAX] = {NULL};
+    if (fake_silent)
+        free(arg);   /* the engine's op record: never answered */
+    else
+        cb(arg, STORE_ERROR, vals, n);
+}
+static void fake_put(struct store *st, const char *k, const char *v, uint64_t ttl) {}
+static void fake_del(struct store *st, const char *k) {}
+static int fake_scan(struct store *st, const char *p, store_scan_fn fn, void *arg) { return -1; }
+static long fake_expire(struct store *st) { return -1; }
+static const struct store_ops fake_ops = {"fake", fake_close, fake_ok, fake_mget, fake_put,
+                                          fake_del, fake_scan, fake_expire};
+
+static struct store *fake_store(void)
+{
+    struct store *st = calloc(1, sizeof(*st));
+    st->ops = &fake_ops;
+    return st;
+}
+
+static void test_store_failure(void **state)
+{
+    base = event_base_new();
+    zone();
+    struct dns_iface di = stub_iface();
+    char err[512];
+    struct config *c = load("greylist_failure = open\ngreylist_timeout = 1s\n");
+    fake_silent = false;
+    struct greylist *gl = greylist_new_with_store(c, base, &di, fake_store(), err, sizeof(err));
+    const struct greylist_decision *d = decide(gl, "192.0.2.7", "ann@cluster.test", "b@x.test");
+    assert_int_equal(d->action, GREYLIST_ACCEPT);
+    assert_string_equal(d->reason, "unavailable (fail open)");
+    greylist_free(gl);
+    config_free(c);
+    c = load("greylist_failure = closed\ngreylist_timeout = 1s\n");
+    gl = greylist_new_with_store(c, base, &di, fake_store(), err, sizeof(err));
+    d = decide(gl, "192.0.2.7", "ann@cluster.test", "b@x.test");
+    assert_int_equal(d->action, GREYLIST_TEMPFAIL);
+    /* a store that never answers: the decision times out, still closed */
+    fake_silent = true;
+    d = decide(gl, "192.0.2.9", "bob@cluster.test", "b@x.test");
+    assert_int_equal(d->action, GREYLIST_TEMPFAIL);
+    assert_int_equal(greylist_pending(gl), 0);
+    greylist_free(gl);
+    config_free(c);
+    event_base_free(base);
+}
+
+static void test_cancel(void **state)
+{
+    base = event_base_new();
+    zone();
+    struct dns_iface di = stub_iface();
+    char err[512];
+    struct config *c = load("");
+    fake_silent = false;
+    struct greylist *gl = greylist_new_with_store(c, base, &di, fake_store(), err, sizeof(err));
+    struct greylist_request q = {.helo = "h.test", .sender = "a@cluster.test", .rcpt = "b@x.test"};
+    netaddr_parse("192.0.2.7", &q.addr);
+    ncb = 0;
+    uint64_t id = greylist_check(gl, &q, on_decision, NULL);
+    greylist_cancel(gl, id);
+    stub_run();
+    event_base_loop(base, EVLOOP_NONBLOCK);
+    assert_int_equal(ncb, 0);
+    greylist_check(gl, &q, on_decision, NULL);   /* freed in flight */
+    greylist_free(gl);
+    stub_run();
+    assert_int_equal(ncb, 0);
+    config_free(c);
+    event_base_free(base);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defer_pass_passed),
+        cmocka_unit_test(test_store_failure),
+        cmocka_unit_test(test_cancel),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
