@@ -286,7 +286,7 @@ static void lc_flush(struct lc_conn *lc)
         size_t n = s->len - s->off;
         if (n > LC_OUT_HIGH)
             n = LC_OUT_HIGH;
-        if (lc->trace[0] && s->off == 0 && !(s->flags & LC_SEG_GATED))
+        if (lc->trace[0] && s->off == 0 && !(s->flags & (LC_SEG_GATED | LC_SEG_SECRET)))
             log_svc(lc->proto->name, "%s: C: %.*s", lc->trace,
                     (int)(s->len > 200 ? 200 : s->len), s->data);
         evbuffer_add(out, s->data + s->off, n);

@@ -99,7 +99,9 @@ struct lc_opts {
     const char *trace_tag;       /* log every line sent/received when set */
 };
 
-enum lc_seg_flags { LC_SEG_GATED = 1 };
+/* LC_SEG_GATED: hold until lc_continue(). LC_SEG_SECRET: never traced
+ * (credentials). */
+enum lc_seg_flags { LC_SEG_GATED = 1, LC_SEG_SECRET = 2 };
 
 struct lc_conn *lc_new(struct event_base *base, struct evdns_base *dns,
                        const struct lc_proto *proto, void *arg,
