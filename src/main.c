@@ -4,6 +4,7 @@
 #include "lib/config.h"
 #include "lib/strutil.h"
 #include "smtpd/smtpd.h"
+#include "tools/migrate.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -21,6 +22,8 @@ static void usage(FILE *out)
         "verbs:\n"
         "  serve   [-c FILE] [-d]        run the MTA (SMTP listener and queue)\n"
         "  config  [-c FILE] [-n] [--json]  print the effective configuration\n"
+        "  migrate --host1 H --user1 U --passfile1 F --host2 H ...\n"
+        "                               IMAP (or POP3) -> IMAP mailbox migration\n"
         "  version                      print the version\n"
         "\n"
         "Without -c, sluice reads $SLUICE_CONFIG, else " DEFAULT_CONFIG " if it\n"
@@ -117,6 +120,7 @@ static int verb_version(int argc, char **argv)
 static const struct verb verbs[] = {
     {"serve", verb_serve},
     {"config", verb_config},
+    {"migrate", migrate_main},
     {"version", verb_version},
 };
 
