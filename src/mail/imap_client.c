@@ -478,7 +478,7 @@ static void run_done(struct imapc *c, const struct imap_resp *r, void *arg)
     rs->done = true;
     rs->status = r ? (int)r->status : -1;
     if (r)
-        snprintf(c->last_text, sizeof(c->last_text), "%.*s", (int)r->text_len, r->text);
+        snprintf(c->last_text, sizeof(c->last_text), "%.*s", (int)r->full_len, r->full);
 }
 
 static int imapc_send_wait(struct imapc *c, struct imapc_cmd *b, unsigned flags)

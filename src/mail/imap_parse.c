@@ -276,6 +276,7 @@ static int status_rest(struct cur *c)
 {
     skip_sp(c);
     c->r->code = c->r->code_end = c->r->ntok;
+    const char *full = c->p;
     if (c->p < c->end && *c->p == '[') {
         c->p++;
         if (values(c, ']') < 0)
@@ -286,6 +287,8 @@ static int status_rest(struct cur *c)
         c->r->code_end = c->r->ntok;
     }
     rest_as_text(c);
+    c->r->full = full;
+    c->r->full_len = (size_t)(c->p - full);
     return 0;
 }
 
@@ -330,8 +333,8 @@ int imap_parse(char *data, size_t len, struct imap_resp *r, char *err, size_t er
     r->num = 0;
     r->status = IMAP_NONE;
     r->code = r->code_end = r->data = r->ntok = 0;
-    r->text = "";
-    r->text_len = 0;
+    r->text = r->full = "";
+    r->text_len = r->full_len = 0;
     if (len == 0)
         return fail(&c, "empty response");
     if (*c.p == '+') {

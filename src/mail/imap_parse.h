@@ -48,6 +48,8 @@ struct imap_resp {
     size_t code, code_end;      /* tokens of "[CODE args]"; code == code_end: none */
     const char *text;           /* human-readable text of a status, or "+ text" */
     size_t text_len;
+    const char *full;           /* the status text with its [CODE] (for messages) */
+    size_t full_len;
     struct imap_tok *tok;       /* data tokens [data, ntok) */
     size_t data;
     size_t ntok, cap;

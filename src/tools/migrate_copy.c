@@ -117,7 +117,7 @@ static void append_done(struct imapc *c, const struct imap_resp *r, void *arg)
     } else if (r != NULL && b->n > 1) {
         log_svc_warn("migrate", "%s: MULTIAPPEND of %zu messages to %s refused (%.*s); "
                      "retrying one by one", mf->run->account, b->n, mf->f->name2,
-                     (int)r->text_len, r->text);
+                     (int)r->full_len, r->full);
         for (size_t i = 0; i < b->n; i++) {
             mf->s.v[b->idx[i]].single = true;
             cp->todo = xgrow(cp->todo, &cp->cap, cp->ntodo + 1, sizeof(*cp->todo));
@@ -126,7 +126,7 @@ static void append_done(struct imapc *c, const struct imap_resp *r, void *arg)
     } else {
         char why[600];
         if (r)
-            snprintf(why, sizeof(why), "APPEND refused: %.*s", (int)r->text_len, r->text);
+            snprintf(why, sizeof(why), "APPEND refused: %.*s", (int)r->full_len, r->full);
         else
             snprintf(why, sizeof(why), "%s", imapc_error(c));
         for (size_t i = 0; i < b->n; i++)

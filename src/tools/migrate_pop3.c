@@ -79,8 +79,8 @@ static void append_done(struct imapc *c, const struct imap_resp *r, void *arg)
         mig_state_sync(pr->mf->run->state);
     } else {
         char why[400];
-        snprintf(why, sizeof(why), "APPEND refused: %.*s", r ? (int)r->text_len : 0,
-                 r ? r->text : "");
+        snprintf(why, sizeof(why), "APPEND refused: %.*s", r ? (int)r->full_len : 0,
+                 r ? r->full : "");
         pop3_fail(pr, m, r ? why : imapc_error(c));
     }
 }

@@ -370,7 +370,9 @@ static void verify_one(struct mfolder *mf, struct mmsg *s, struct mside *now,
 int mf_verify(struct mfolder *mf)
 {
     struct mside now = {0};
-    if (imapc_run(mf->c2, "NOOP") < 0 || mf_list_side(mf, mf->c2, &now, false) < 0) {
+    /* EXAMINE again: a fresh EXISTS whatever the server told us since. */
+    if (imapc_select(mf->c2, mf->f->name2, true) != IMAP_OK ||
+        mf_list_side(mf, mf->c2, &now, false) < 0) {
         mf_side_free(&now);
         return -1;
     }
