@@ -58,7 +58,7 @@ struct mig_opts {
     uint64_t maxsize;
     unsigned jobs;
     double max_msgs_per_sec, max_bytes_per_sec;
-    char *statefile;
+    char *statefile, *statedir;
     struct mig_f1f2 *f1f2;
     size_t nf1f2;
     regex_t *include, *exclude;

@@ -23,7 +23,7 @@ enum {
     O_CAFILE = 1020, O_INSECURE = 1022,
     O_POP3 = 1100, O_DRY, O_DELETE2, O_MAXSIZE, O_JOBS, O_MPS, O_BPS, O_F1F2, O_INCLUDE,
     O_EXCLUDE, O_SYNCDUP, O_STATEFILE, O_JSON, O_NOPROGRESS, O_NOVERIFY, O_TIMEOUT,
-    O_ACCOUNTS, O_PARALLEL, O_TRACE, O_MAXLITERAL, O_HELP, O_PROGRESS, O_NOFLAGS,
+    O_ACCOUNTS, O_PARALLEL, O_TRACE, O_STATEDIR, O_MAXLITERAL, O_HELP, O_PROGRESS, O_NOFLAGS,
 };
 
 #define SIDE_OPTS(n, base) \
@@ -54,6 +54,7 @@ static const struct option long_opts[] = {
     {"exclude", required_argument, NULL, O_EXCLUDE},
     {"syncduplicates", no_argument, NULL, O_SYNCDUP},
     {"statefile", required_argument, NULL, O_STATEFILE},
+    {"statedir", required_argument, NULL, O_STATEDIR},
     {"json", no_argument, NULL, O_JSON},
     {"noprogress", no_argument, NULL, O_NOPROGRESS},
     {"progress", no_argument, NULL, O_PROGRESS},
@@ -100,6 +101,7 @@ static void usage(FILE *out)
 "    --jobs N                 sync N folders in parallel (default 4)\n"
 "    --maxmessagespersecond R, --maxbytespersecond R   throttles\n"
 "    --statefile F            state file (default ~/.sluice/migrate/...)\n"
+"    --statedir D             directory for per-account state files\n"
 "    --timeout S              connect and command timeout (default 120)\n"
 "    --maxliteral N           largest message accepted (default 256M)\n"
 "    --accounts FILE          one account pair per line (options as above);\n"
@@ -309,6 +311,7 @@ static int general_opt(struct mig_opts *o, int c, const char *arg, char **accoun
     case O_INCLUDE: return add_regex(o, true, arg, err, errlen);
     case O_EXCLUDE: return add_regex(o, false, arg, err, errlen);
     case O_STATEFILE: free(o->statefile); o->statefile = xstrdup(arg); return 0;
+    case O_STATEDIR: free(o->statedir); o->statedir = xstrdup(arg); return 0;
     case O_ACCOUNTS:
         if (accounts == NULL) {
             snprintf(err, errlen, "--accounts inside an accounts file");
@@ -403,6 +406,7 @@ static void opts_free(struct mig_opts *o)
     free(o->include_pat);
     free(o->exclude_pat);
     free(o->statefile);
+    free(o->statedir);
 }
 
 /* Deep copy of the shared options for one accounts-file line. */
@@ -423,6 +427,7 @@ static void opts_copy(struct mig_opts *dst, const struct mig_opts *src)
     dst->include_pat = dst->exclude_pat = NULL;
     dst->ninclude = dst->nexclude = 0;
     dst->statefile = src->statefile ? xstrdup(src->statefile) : NULL;
+    dst->statedir = src->statedir ? xstrdup(src->statedir) : NULL;
     char err[64];
     for (size_t i = 0; i < src->ninclude; i++)
         add_regex(dst, true, src->include_pat[i], err, sizeof(err));
@@ -449,7 +454,8 @@ struct acct_pool {
     size_t n, next;
     struct mig_tally *t;
     pthread_mutex_t lock;
-    atomic_int running;
+    pthread_cond_t done;
+    int running;
 };
 
 static void *acct_worker(void *arg)
@@ -463,7 +469,10 @@ static void *acct_worker(void *arg)
             break;
         p->v[i].code = mig_account(&p->v[i].o, p->t);
     }
+    pthread_mutex_lock(&p->lock);
     p->running--;
+    pthread_cond_signal(&p->done);
+    pthread_mutex_unlock(&p->lock);
     return NULL;
 }
 
@@ -475,12 +484,20 @@ static void run_pool(struct acct_pool *p, unsigned parallel, bool progress)
     p->running = (int)parallel;
     for (unsigned i = 0; i < parallel; i++)
         pthread_create(&th[i], NULL, acct_worker, p);
+    pthread_mutex_lock(&p->lock);
     while (p->running > 0) {
-        struct timespec ts = {0, 200 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-        if (progress)
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 250 * 1000 * 1000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&p->done, &p->lock, &ts);
+        if (progress && p->running > 0)
             mig_progress(p->t, stderr, false);
     }
+    pthread_mutex_unlock(&p->lock);
     for (unsigned i = 0; i < parallel; i++)
         pthread_join(th[i], NULL);
     if (progress)
@@ -566,6 +583,11 @@ int migrate_main(int argc, char **argv)
     }
     struct acct *v = NULL;
     size_t n = 0;
+    if (rc == 0 && accounts && o.statefile) {
+        snprintf(err, sizeof(err), "--statefile names one account's state; with --accounts "
+                 "use --statedir DIR (or --statefile on each line)");
+        rc = -1;
+    }
     if (rc == 0 && accounts)
         rc = load_accounts(accounts, &o, &v, &n, err, sizeof(err));
     if (rc == 0 && !accounts) {
@@ -583,8 +605,10 @@ int migrate_main(int argc, char **argv)
         mig_tally_init(&t);
         struct acct_pool pool = {.v = v, .n = n, .t = &t};
         pthread_mutex_init(&pool.lock, NULL);
+        pthread_cond_init(&pool.done, NULL);
         run_pool(&pool, parallel, o.progress);
         code = report(&t, &o, v, n);
+        pthread_cond_destroy(&pool.done);
         pthread_mutex_destroy(&pool.lock);
         mig_tally_free(&t);
     }

@@ -68,6 +68,8 @@ void mf_fetch_untagged(struct imapc *c, const struct imap_resp *r, void *arg);
  * for the source) into side, sorted by UID. 0 or -1. */
 int mf_list_side(struct mfolder *mf, struct imapc *c, struct mside *side, bool src);
 void mf_side_free(struct mside *s);
+/* Content identities of destination messages without a Message-ID. */
+int mf_hash_dst_bodies(struct mfolder *mf);
 void mf_idq_free(void *q);
 /* Queue unmatched destination messages by identity for matching. */
 void mf_index_dst(struct mfolder *mf);

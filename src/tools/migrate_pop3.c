@@ -60,6 +60,8 @@ static void pop3_fail(struct pop3_run *pr, struct mmsg *m, const char *why)
              m->uid, msg_of(pr, m)->uidl, why);
 }
 
+static void pump(struct pop3_run *pr);
+
 static void append_done(struct imapc *c, const struct imap_resp *r, void *arg)
 {
     struct pop3_req *rq = arg;
@@ -83,6 +85,7 @@ static void append_done(struct imapc *c, const struct imap_resp *r, void *arg)
                  r ? r->full : "");
         pop3_fail(pr, m, r ? why : imapc_error(c));
     }
+    pump(pr);
 }
 
 static void pump(struct pop3_run *pr);
@@ -195,6 +198,11 @@ static int pop3_body(struct pop3_run *pr)
     build_source(pr, n);
     if (pop3c_failed(pr->p) || mf_list_side(mf, mf->c2, &mf->d, false) < 0)
         return pop3c_failed(pr->p) ? -1 : -2;
+    bool need_hash = false;
+    for (size_t i = 0; i < mf->s.n; i++)
+        need_hash |= mf->s.v[i].fate == MF_NEW && mf->s.v[i].id[0] == '\0';
+    if (need_hash && mf_hash_dst_bodies(mf) < 0)
+        return -2;
     mf_index_dst(mf);
     decide(pr);
     if (o->dry) {

@@ -128,7 +128,10 @@ static void default_state_path(const struct mig_opts *o, char *dst, size_t len)
     for (char *p = name; *p; p++)
         if (*p == '/' || *p == ' ')
             *p = '_';
-    snprintf(dst, len, "%s/.sluice/migrate/%s", home && *home ? home : ".", name);
+    if (o->statedir)
+        snprintf(dst, len, "%s/%s", o->statedir, name);
+    else
+        snprintf(dst, len, "%s/.sluice/migrate/%s", home && *home ? home : ".", name);
 }
 
 int mig_account(const struct mig_opts *o, struct mig_tally *t)

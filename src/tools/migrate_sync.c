@@ -132,12 +132,11 @@ int mf_list_side(struct mfolder *mf, struct imapc *c, struct mside *side, bool s
     return 0;
 }
 
-/* Content identities of destination messages without a Message-ID. */
-static int hash_dst_bodies(struct mfolder *mf)
+int mf_hash_dst_bodies(struct mfolder *mf)
 {
     size_t *idx = xcalloc(mf->d.n + 1, sizeof(*idx)), n = 0;
     for (size_t i = 0; i < mf->d.n; i++)
-        if (mf->d.v[i].id[0] == '\0' && mf->d.v[i].fate == MF_NEW)
+        if (mf->d.v[i].id[0] == '\0')
             idx[n++] = i;
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i += 50) {
@@ -223,6 +222,22 @@ static void match_by_state(struct mfolder *mf)
             pair(mf, s, d, false);
             if (s->id[0])
                 seen_inc(mf, s->id);
+        }
+    }
+}
+
+/* A pair matched by the state file is one message: a source message
+ * without Message-ID takes its partner's content identity, so that its
+ * duplicates are recognised. */
+static void adopt_dst_ids(struct mfolder *mf)
+{
+    for (size_t i = 0; i < mf->s.n; i++) {
+        struct mmsg *s = &mf->s.v[i];
+        struct mmsg *d = s->fate == MF_MATCHED && s->id[0] == '\0'
+                             ? mf_find(&mf->d, s->peer_uid) : NULL;
+        if (d && d->id[0]) {
+            memcpy(s->id, d->id, MIG_ID_LEN);
+            seen_inc(mf, s->id);
         }
     }
 }
@@ -441,8 +456,10 @@ static int folder_body(struct mfolder *mf)
     bool need_hash = false;
     for (size_t i = 0; i < mf->s.n; i++)
         need_hash |= mf->s.v[i].id[0] == '\0' && mf->s.v[i].fate == MF_NEW;
-    if (need_hash && ex == 1 && hash_dst_bodies(mf) < 0)
+    if (need_hash && ex == 1 && mf_hash_dst_bodies(mf) < 0)
         return -2;
+    if (need_hash)
+        adopt_dst_ids(mf);
     mf_index_dst(mf);
     decide(mf);
     flags_sync(mf);

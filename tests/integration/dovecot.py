@@ -114,7 +114,8 @@ protocol imap {{
 def make_cert(directory):
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
                     "ec_paramgen_curve:P-256", "-nodes", "-days", "30",
-                    "-subj", "/CN=localhost", "-keyout", os.path.join(directory, "key.pem"),
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                    "-keyout", os.path.join(directory, "key.pem"),
                     "-out", os.path.join(directory, "cert.pem")],
                    check=True, capture_output=True)
 
