@@ -166,7 +166,7 @@ static bool still_needed(struct copier *cp, struct mmsg *m)
     if (m->fate != MF_HASH)
         return true;
     bool dup;
-    mig_ident_content(m->body, m->blen, m->id);
+    mf_ident_body(m);
     if (mf_match_identity(cp->mf, m, &dup)) {
         cp->mf->run->t->already++;
     } else if (dup) {
@@ -297,7 +297,7 @@ int mf_copy(struct mfolder *mf)
     struct event_base *base = imapc_base(mf->c1);
     cp.timer = evtimer_new(base, timer_cb, &cp);
     mf->fill = &mf->s;
-    mf->mode_body = true;
+    mf->mode = MF_BODIES;
     imapc_set_untagged(mf->c1, mf_fetch_untagged, mf);
     pump(&cp);
     while (!finished(&cp))

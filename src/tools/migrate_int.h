@@ -53,7 +53,7 @@ struct mfolder {
     struct mside s, d;
     struct dict dst_ids;        /* identity -> struct idq */
     struct dict src_seen;       /* identity -> count among copied/matched */
-    bool mode_body;             /* FETCH bodies go into ->body */
+    enum { MF_LIST, MF_HEADERS, MF_BODIES } mode;   /* what FETCH data fills */
     struct mside *fill;         /* the side a listing fills */
     size_t would_copy;
     uint64_t would_bytes;
@@ -64,9 +64,12 @@ struct mmsg *mf_find(struct mside *side, uint32_t uid);
  * taken (and recorded), false otherwise; *dup when it duplicates one. */
 bool mf_match_identity(struct mfolder *mf, struct mmsg *m, bool *dup);
 void mf_fetch_untagged(struct imapc *c, const struct imap_resp *r, void *arg);
-/* List a side (UID, FLAGS, RFC822.SIZE, Message-ID and Date; INTERNALDATE
- * for the source) into side, sorted by UID. 0 or -1. */
-int mf_list_side(struct mfolder *mf, struct imapc *c, struct mside *side, bool src);
+/* List a side (UID, FLAGS, RFC822.SIZE; INTERNALDATE for the source;
+ * Message-ID and Date when headers) into side, sorted by UID. 0 or -1. */
+int mf_list_side(struct mfolder *mf, struct imapc *c, struct mside *side, bool src,
+                 bool headers);
+/* Identity of a fetched message: Message-ID + size + Date, or content. */
+void mf_ident_body(struct mmsg *m);
 void mf_side_free(struct mside *s);
 /* Content identities of destination messages without a Message-ID. */
 int mf_hash_dst_bodies(struct mfolder *mf);

@@ -196,7 +196,7 @@ static int pop3_body(struct pop3_run *pr)
     if (imapc_select(mf->c2, "INBOX", o->dry) != IMAP_OK)
         return -2;
     build_source(pr, n);
-    if (pop3c_failed(pr->p) || mf_list_side(mf, mf->c2, &mf->d, false) < 0)
+    if (pop3c_failed(pr->p) || mf_list_side(mf, mf->c2, &mf->d, false, true) < 0)
         return pop3c_failed(pr->p) ? -1 : -2;
     bool need_hash = false;
     for (size_t i = 0; i < mf->s.n; i++)

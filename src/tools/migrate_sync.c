@@ -89,6 +89,26 @@ static void list_one(struct mfolder *mf, const struct imap_resp *r, uint32_t uid
         note_header(m, &r->tok[v]);
 }
 
+void mf_ident_body(struct mmsg *m)
+{
+    char msgid[300];
+    mig_header_field(m->body, m->blen, "Message-ID", msgid, sizeof(msgid));
+    if (msgid[0] && mig_ident_header(m->body, m->blen, m->size, m->id)) {
+        free(m->msgid);
+        m->msgid = xstrdup(msgid);
+    } else {
+        mig_ident_content(m->body, m->blen, m->id);
+    }
+}
+
+static void header_one(struct mfolder *mf, const struct imap_resp *r, uint32_t uid)
+{
+    struct mmsg *m = mf_find(mf->fill, uid);
+    long v = imap_fetch_item(r, r->data, "BODY[");
+    if (m != NULL && v >= 0 && r->tok[v].type == IMAP_STR && m->id[0] == '\0')
+        note_header(m, &r->tok[v]);
+}
+
 static void body_one(struct mfolder *mf, const struct imap_resp *r, uint32_t uid)
 {
     struct mmsg *m = mf_find(mf->fill, uid);
@@ -110,26 +130,53 @@ void mf_fetch_untagged(struct imapc *c, const struct imap_resp *r, void *arg)
     if (u < 0 || r->tok[u].type != IMAP_NUM || r->tok[u].num == 0 ||
         r->tok[u].num > UINT32_MAX)
         return;                     /* unsolicited flag change: ignore */
-    if (mf->mode_body)
+    if (mf->mode == MF_BODIES)
         body_one(mf, r, (uint32_t)r->tok[u].num);
+    else if (mf->mode == MF_HEADERS)
+        header_one(mf, r, (uint32_t)r->tok[u].num);
     else if (imap_fetch_item(r, r->data, "RFC822.SIZE") >= 0)
         list_one(mf, r, (uint32_t)r->tok[u].num);
 }
 
-int mf_list_side(struct mfolder *mf, struct imapc *c, struct mside *side, bool src)
+int mf_list_side(struct mfolder *mf, struct imapc *c, struct mside *side, bool src,
+                 bool headers)
 {
     if (imapc_selected(c)->exists == 0)
         return 0;
     mf->fill = side;
-    mf->mode_body = false;
+    mf->mode = MF_LIST;
     imapc_set_untagged(c, mf_fetch_untagged, mf);
-    int st = imapc_run(c, "UID FETCH 1:* (UID FLAGS RFC822.SIZE%s " HDR_FIELDS ")",
-                       src ? " INTERNALDATE" : "");
+    int st = imapc_run(c, "UID FETCH 1:* (UID FLAGS RFC822.SIZE%s%s)",
+                       src ? " INTERNALDATE" : "", headers ? " " HDR_FIELDS : "");
     imapc_set_untagged(c, NULL, NULL);
     if (st != IMAP_OK)
         return -1;
     qsort(side->v, side->n, sizeof(*side->v), by_uid);
     return 0;
+}
+
+/* Message-ID and Date of the source messages not matched by the state. */
+static int fetch_src_headers(struct mfolder *mf)
+{
+    size_t *idx = xcalloc(mf->s.n + 1, sizeof(*idx)), n = 0;
+    for (size_t i = 0; i < mf->s.n; i++)
+        if (mf->s.v[i].fate == MF_NEW && mf->s.v[i].id[0] == '\0')
+            idx[n++] = i;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i += 500) {
+        struct buf b;
+        buf_init(&b, 0);
+        mf_uidset(&b, &mf->s, idx + i, n - i < 500 ? n - i : 500);
+        mf->fill = &mf->s;
+        mf->mode = MF_HEADERS;
+        imapc_set_untagged(mf->c1, mf_fetch_untagged, mf);
+        rc = imapc_run(mf->c1, "UID FETCH %s (UID " HDR_FIELDS ")", b.data) == IMAP_OK ? 0
+                                                                                   : -1;
+        imapc_set_untagged(mf->c1, NULL, NULL);
+        buf_free(&b);
+    }
+    free(idx);
+    return rc;
 }
 
 int mf_hash_dst_bodies(struct mfolder *mf)
@@ -144,7 +191,7 @@ int mf_hash_dst_bodies(struct mfolder *mf)
         buf_init(&b, 0);
         mf_uidset(&b, &mf->d, idx + i, n - i < 50 ? n - i : 50);
         mf->fill = &mf->d;
-        mf->mode_body = true;
+        mf->mode = MF_BODIES;
         imapc_set_untagged(mf->c2, mf_fetch_untagged, mf);
         rc = imapc_run(mf->c2, "UID FETCH %s (UID BODY.PEEK[])", b.data) == IMAP_OK ? 0 : -1;
         imapc_set_untagged(mf->c2, NULL, NULL);
@@ -359,10 +406,14 @@ static void verify_one(struct mfolder *mf, struct mmsg *s, struct mside *now,
 {
     struct mig_tally *t = mf->run->t;
     bool ok;
+    struct mmsg *d;
     if (s->fate == MF_DUP || s->fate == MF_SKIPPED)
         return;
     t->src_identified++;
-    if (s->id[0] && s->msgid) {
+    if (s->peer_uid) {
+        d = mf_find(now, s->peer_uid);
+        ok = d != NULL && (d->size == s->size || s->fate == MF_MATCHED);
+    } else if (s->id[0] && s->msgid) {
         uintptr_t n = (uintptr_t)dict_get(have, s->id);
         ok = n > 0;
         if (ok)
@@ -385,9 +436,12 @@ static void verify_one(struct mfolder *mf, struct mmsg *s, struct mside *now,
 int mf_verify(struct mfolder *mf)
 {
     struct mside now = {0};
+    bool need_ids = false;          /* no APPENDUID: check by identity */
+    for (size_t i = 0; i < mf->s.n; i++)
+        need_ids |= mf->s.v[i].peer_uid == 0 && mf->s.v[i].fate == MF_COPIED;
     /* EXAMINE again: a fresh EXISTS whatever the server told us since. */
     if (imapc_select(mf->c2, mf->f->name2, true) != IMAP_OK ||
-        mf_list_side(mf, mf->c2, &now, false) < 0) {
+        mf_list_side(mf, mf->c2, &now, false, need_ids) < 0) {
         mf_side_free(&now);
         return -1;
     }
@@ -441,25 +495,40 @@ static int open_folders(struct mfolder *mf)
     return exists ? 1 : 0;
 }
 
+static void phase(struct mfolder *mf, const char *what)
+{
+    static int on = -1;
+    if (on < 0)
+        on = getenv("SLUICE_MIGRATE_TIMING") != NULL;
+    if (on)
+        log_svc("migrate", "%s: %.3f %s", mf->f->name1, mig_now() - mf->run->t->start, what);
+}
+
 static int folder_body(struct mfolder *mf)
 {
     const struct mig_opts *o = mf->run->o;
+    phase(mf, "start");
     int ex = open_folders(mf);
     if (ex == -1 || ex == -2)
         return ex == -1 ? -1 : -2;
-    if (mf_list_side(mf, mf->c1, &mf->s, true) < 0)
+    if (mf_list_side(mf, mf->c1, &mf->s, true, false) < 0)
         return -1;
     mf->run->t->msgs_planned += mf->s.n;
-    if (ex == 1 && mf_list_side(mf, mf->c2, &mf->d, false) < 0)
+    if (ex == 1 && mf_list_side(mf, mf->c2, &mf->d, false, true) < 0)
         return -2;
     match_by_state(mf);
+    /* Into an empty folder, identities come with the bodies (no header
+     * pass over the source); otherwise fetch the headers of what the
+     * state did not match. */
+    if (mf->d.n > 0 && fetch_src_headers(mf) < 0)
+        return -1;
+    phase(mf, "listed");
     bool need_hash = false;
     for (size_t i = 0; i < mf->s.n; i++)
         need_hash |= mf->s.v[i].id[0] == '\0' && mf->s.v[i].fate == MF_NEW;
     if (need_hash && ex == 1 && mf_hash_dst_bodies(mf) < 0)
         return -2;
-    if (need_hash)
-        adopt_dst_ids(mf);
+    adopt_dst_ids(mf);
     mf_index_dst(mf);
     decide(mf);
     flags_sync(mf);
@@ -472,11 +541,13 @@ static int folder_body(struct mfolder *mf)
     } else if (mf_copy(mf) < 0) {
         return -1;
     }
+    phase(mf, "copied");
     if (o->delete2 && ex == 1)
         delete2(mf);
     mig_state_sync(mf->run->state);
     if (o->verify && !o->dry && mf_verify(mf) < 0)
         return -2;
+    phase(mf, "verified");
     return 0;
 }
 
