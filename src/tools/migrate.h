@@ -149,6 +149,7 @@ struct mig_run {
     struct mig_throttle *th;
     struct mig_state *state;
     char account[600];          /* "user1@host1 -> user2@host2" */
+    int code;                   /* exit class of a failure to connect */
 };
 
 /* Connect one side (imap) in a fresh connection on base. */
@@ -168,6 +169,9 @@ void mig_fail(struct mig_tally *t, int exit_class, const char *fmt, ...)
 void mig_missing(struct mig_tally *t, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void mig_note_exit(struct mig_tally *t, int code);
+/* The worse of two exit codes (usage > state > auth > TLS > connection >
+ * protocol > partial > ok). */
+int mig_exit_worst(int a, int b);
 int mig_exit_for_imapc(enum imapc_err e);
 double mig_now(void);
 void mig_progress(struct mig_tally *t, FILE *out, bool final);

@@ -553,8 +553,7 @@ static int report(struct mig_tally *t, const struct mig_opts *o, struct acct *v,
 {
     int code = MIG_EXIT_OK;
     for (size_t i = 0; i < n; i++)
-        if (v[i].code > code || (code == MIG_EXIT_PARTIAL && v[i].code != MIG_EXIT_OK))
-            code = v[i].code;
+        code = mig_exit_worst(code, v[i].code);
     t->worst = code;
     if (o->json) {
         mig_report_json(t, o, stdout);

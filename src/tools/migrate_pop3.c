@@ -247,9 +247,9 @@ int mig_pop3(struct mig_run *run, struct event_base *base)
     int rc = -1;
     if (pop3c_open(pr.p) < 0) {
         enum pop3c_err pe = pop3c_errclass(pr.p);
-        mig_fail(run->t, pe == POP3C_E_CONNECT ? MIG_EXIT_CONNECT : pe == POP3C_E_TLS ?
-                 MIG_EXIT_TLS : pe == POP3C_E_AUTH ? MIG_EXIT_AUTH : MIG_EXIT_PROTOCOL,
-                 "%s: %s", run->account, pop3c_error(pr.p));
+        run->code = pe == POP3C_E_CONNECT ? MIG_EXIT_CONNECT : pe == POP3C_E_TLS ?
+                    MIG_EXIT_TLS : pe == POP3C_E_AUTH ? MIG_EXIT_AUTH : MIG_EXIT_PROTOCOL;
+        mig_fail(run->t, run->code, "%s: %s", run->account, pop3c_error(pr.p));
     } else if ((mf.c2 = mig_connect(run, 1, base)) != NULL) {
         mf.c1 = mf.c2;
         rc = pop3_body(&pr);

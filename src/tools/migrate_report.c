@@ -53,6 +53,11 @@ static int severity(int code)
     return 0;
 }
 
+int mig_exit_worst(int a, int b)
+{
+    return severity(b) > severity(a) ? b : a;
+}
+
 void mig_note_exit(struct mig_tally *t, int code)
 {
     pthread_mutex_lock(&t->lock);

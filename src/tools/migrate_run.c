@@ -34,8 +34,9 @@ struct imapc *mig_connect(struct mig_run *run, int side, struct event_base *base
     struct imapc *c = imapc_new(base, &io);
     if (imapc_open(c) == 0)
         return c;
-    mig_fail(run->t, mig_exit_for_imapc(imapc_errclass(c)), "%s: %s", run->account,
-             imapc_error(c));
+    int code = mig_exit_for_imapc(imapc_errclass(c));
+    mig_fail(run->t, code, "%s: %s", run->account, imapc_error(c));
+    run->code = mig_exit_worst(run->code, code);
     imapc_free(c);
     return NULL;
 }
@@ -167,7 +168,7 @@ int mig_account(const struct mig_opts *o, struct mig_tally *t)
             code = MIG_EXIT_STATE;
         mig_state_close(run.state);
         if (rc < 0 && code == MIG_EXIT_OK)
-            code = t->worst ? t->worst : MIG_EXIT_PARTIAL;
+            code = run.code ? run.code : MIG_EXIT_PARTIAL;
     }
     if (code == MIG_EXIT_OK && t->failed + t->folders_failed + t->missing > failed0)
         code = MIG_EXIT_PARTIAL;
