@@ -517,6 +517,8 @@ int imapc_select(struct imapc *c, const char *mailbox, bool readonly)
     struct imapc_cmd *b = imapc_cmd_new(c);
     imapc_cmd_text(b, "%s ", readonly ? "EXAMINE" : "SELECT");
     imapc_cmd_astring(b, mailbox);
+    if (imapc_has(c, IMAPC_CONDSTORE))
+        imapc_cmd_text(b, " (CONDSTORE)");     /* RFC 7162: report HIGHESTMODSEQ */
     return imapc_send_wait(c, b, 0);
 }
 

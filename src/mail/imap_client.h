@@ -105,7 +105,8 @@ size_t imapc_pending(const struct imapc *c);
 /* Send a simple command and wait for it. Returns the status (IMAP_OK,
  * IMAP_NO, IMAP_BAD) or -1 when the connection failed. */
 int imapc_run(struct imapc *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* SELECT (or EXAMINE) a mailbox; fills imapc_selected(). Status or -1. */
+/* SELECT (or EXAMINE) a mailbox, with CONDSTORE when offered; fills
+ * imapc_selected(). Status or -1. */
 int imapc_select(struct imapc *c, const char *mailbox, bool readonly);
 /* Pump the event loop until *flag is true or the connection failed. */
 void imapc_wait(struct imapc *c, const bool *flag);

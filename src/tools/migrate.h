@@ -115,6 +115,10 @@ int mig_state_folder(struct mig_state *st, const char *key, uint64_t uv1, uint64
 /* Destination UID mapped from source UID in folder key, 0 when none. */
 uint32_t mig_state_lookup(struct mig_state *st, const char *key, uint32_t uid1);
 void mig_state_map(struct mig_state *st, const char *key, uint32_t uid1, uint32_t uid2);
+/* CONDSTORE: the source HIGHESTMODSEQ at which the folder was last fully
+ * in sync (0 = unknown); a later MODSEQ resets with the F record. */
+uint64_t mig_state_modseq(struct mig_state *st, const char *key);
+void mig_state_set_modseq(struct mig_state *st, const char *key, uint64_t modseq);
 /* POP3: has this UIDL been copied? */
 bool mig_state_has_uidl(struct mig_state *st, const char *key, const char *uidl);
 void mig_state_add_uidl(struct mig_state *st, const char *key, const char *uidl);

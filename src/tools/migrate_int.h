@@ -23,7 +23,7 @@ struct mmsg {
     uint32_t uid;
     uint32_t peer_uid;          /* matched or appended UID on the other side */
     uint64_t size;
-    char *flags;                /* without \Recent */
+    char *flags;                /* without \Recent; NULL: unchanged (CONDSTORE) */
     char *msgid;                /* for reports; NULL when none */
     char idate[48];
     char id[MIG_ID_LEN];        /* identity; "" while unknown */
@@ -53,7 +53,9 @@ struct mfolder {
     struct mside s, d;
     struct dict dst_ids;        /* identity -> struct idq */
     struct dict src_seen;       /* identity -> count among copied/matched */
-    enum { MF_LIST, MF_HEADERS, MF_BODIES } mode;   /* what FETCH data fills */
+    enum { MF_LIST, MF_HEADERS, MF_BODIES, MF_UPDATE } mode;  /* what FETCH fills */
+    bool state_same;            /* the state's UIDVALIDITYs match both sides */
+    bool esearch_bad;
     struct mside *fill;         /* the side a listing fills */
     size_t would_copy;
     uint64_t would_bytes;

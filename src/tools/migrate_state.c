@@ -5,6 +5,7 @@
  *   F KEY UIDVALIDITY1 UIDVALIDITY2   a folder pair (starts a new map)
  *   M KEY UID1 UID2                   source UID1 is destination UID2
  *   P KEY UIDL                        a POP3 message already copied
+ *   Q KEY HIGHESTMODSEQ1              the source was in sync at this MODSEQ
  * KEY is the folder pair (or POP3 account) percent-encoded. A line counts
  * only when complete (ends in a newline), so a run killed mid-write loses
  * at most its last record; identity matching covers that gap. On open the
@@ -30,6 +31,7 @@
 
 struct mst_folder {
     uint64_t uv1, uv2;
+    uint64_t modseq1;           /* source HIGHESTMODSEQ when last in sync */
     struct dict map;            /* "uid1" -> (uintptr_t)uid2 */
 };
 
@@ -117,6 +119,10 @@ static void load_record(struct mig_state *st, char *line)
         struct mst_folder *f = folder_get(st, key, false);
         if (f)
             dict_set(&f->map, a, (void *)(uintptr_t)y);
+    } else if (strcmp(type, "Q") == 0 && str_to_u64(a, &x) == 0) {
+        struct mst_folder *f = folder_get(st, key, false);
+        if (f)
+            f->modseq1 = x;
     } else if (strcmp(type, "P") == 0) {
         char k[1200];
         uidl_key(k, sizeof(k), key, a);
@@ -167,6 +173,8 @@ static void put_folder(struct buf *b, const char *key, const struct mst_folder *
     void *u2;
     while (dict_next(&f->map, &pos, &u1, &u2))
         buf_printf(b, "M %s %s %lu\n", k, u1, (unsigned long)(uintptr_t)u2);
+    if (f->modseq1)
+        buf_printf(b, "Q %s %llu\n", k, (unsigned long long)f->modseq1);
 }
 
 static int write_all(int fd, const char *p, size_t n)
@@ -377,5 +385,26 @@ void mig_state_add_uidl(struct mig_state *st, const char *key, const char *uidl)
     dict_set(&st->uidls, k, (void *)1);
     if (!st->readonly)
         buf_printf(&st->out, "P %s %s\n", e, uidl);
+    pthread_mutex_unlock(&st->lock);
+}
+
+uint64_t mig_state_modseq(struct mig_state *st, const char *key)
+{
+    pthread_mutex_lock(&st->lock);
+    struct mst_folder *f = folder_get(st, key, false);
+    uint64_t v = f ? f->modseq1 : 0;
+    pthread_mutex_unlock(&st->lock);
+    return v;
+}
+
+void mig_state_set_modseq(struct mig_state *st, const char *key, uint64_t modseq)
+{
+    char k[1200];
+    key_encode(key, k, sizeof(k));
+    pthread_mutex_lock(&st->lock);
+    struct mst_folder *f = folder_get(st, key, true);
+    f->modseq1 = modseq;
+    if (!st->readonly)
+        buf_printf(&st->out, "Q %s %llu\n", k, (unsigned long long)modseq);
     pthread_mutex_unlock(&st->lock);
 }

@@ -121,6 +121,26 @@ static void body_one(struct mfolder *mf, const struct imap_resp *r, uint32_t uid
     m->blen = r->tok[v].len;
 }
 
+static void update_one(struct mfolder *mf, const struct imap_resp *r, uint32_t uid)
+{
+    struct mmsg *m = mf_find(mf->fill, uid);
+    if (m == NULL)
+        return;
+    long v = imap_fetch_item(r, r->data, "FLAGS");
+    if (v >= 0) {
+        char flags[4096];
+        imapc_flags_text(r, v, flags, sizeof(flags));
+        free(m->flags);
+        m->flags = xstrdup(flags);
+    }
+    v = imap_fetch_item(r, r->data, "RFC822.SIZE");
+    if (v >= 0 && r->tok[v].type == IMAP_NUM)
+        m->size = r->tok[v].num;
+    v = imap_fetch_item(r, r->data, "INTERNALDATE");
+    if (v >= 0 && r->tok[v].type == IMAP_STR)
+        imap_tok_str(&r->tok[v], m->idate, sizeof(m->idate));
+}
+
 void mf_fetch_untagged(struct imapc *c, const struct imap_resp *r, void *arg)
 {
     struct mfolder *mf = arg;
@@ -134,6 +154,8 @@ void mf_fetch_untagged(struct imapc *c, const struct imap_resp *r, void *arg)
         body_one(mf, r, (uint32_t)r->tok[u].num);
     else if (mf->mode == MF_HEADERS)
         header_one(mf, r, (uint32_t)r->tok[u].num);
+    else if (mf->mode == MF_UPDATE)
+        update_one(mf, r, (uint32_t)r->tok[u].num);
     else if (imap_fetch_item(r, r->data, "RFC822.SIZE") >= 0)
         list_one(mf, r, (uint32_t)r->tok[u].num);
 }
@@ -153,6 +175,89 @@ int mf_list_side(struct mfolder *mf, struct imapc *c, struct mside *side, bool s
         return -1;
     qsort(side->v, side->n, sizeof(*side->v), by_uid);
     return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* the rerun fast path: CONDSTORE (RFC 7162) and ESEARCH (RFC 4731)         */
+
+static void add_uid(uint64_t uid, void *arg)
+{
+    struct mside *side = arg;
+    if (uid == 0 || uid > UINT32_MAX)
+        return;
+    side->v = xgrow(side->v, &side->cap, side->n + 1, sizeof(*side->v));
+    struct mmsg *m = &side->v[side->n++];
+    memset(m, 0, sizeof(*m));
+    m->uid = (uint32_t)uid;
+}
+
+static void esearch_untagged(struct imapc *c, const struct imap_resp *r, void *arg)
+{
+    struct mfolder *mf = arg;
+    if (strcmp(r->keyword, "ESEARCH") != 0)
+        return;
+    for (size_t i = r->data; i < r->ntok; i = r->tok[i].end) {
+        const struct imap_tok *v = r->tok[i].end < r->ntok ? &r->tok[r->tok[i].end] : NULL;
+        if (!imap_tok_is(&r->tok[i], "ALL") || v == NULL)
+            continue;
+        if ((v->type != IMAP_ATOM && v->type != IMAP_NUM) ||
+            imap_seqset_each(v->p, v->len, 50000000, add_uid, &mf->s) < 0)
+            mf->esearch_bad = true;
+        return;
+    }
+}
+
+/* Fetch attrs for the source messages selected by want(), in batches. */
+static int fetch_src_attrs(struct mfolder *mf, bool (*want)(struct mfolder *, struct mmsg *),
+                           const char *attrs)
+{
+    size_t *idx = xcalloc(mf->s.n + 1, sizeof(*idx)), n = 0;
+    for (size_t i = 0; i < mf->s.n; i++)
+        if (want(mf, &mf->s.v[i]))
+            idx[n++] = i;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i += 500) {
+        struct buf b;
+        buf_init(&b, 0);
+        mf_uidset(&b, &mf->s, idx + i, n - i < 500 ? n - i : 500);
+        mf->fill = &mf->s;
+        mf->mode = strstr(attrs, "HEADER") ? MF_HEADERS : MF_UPDATE;
+        imapc_set_untagged(mf->c1, mf_fetch_untagged, mf);
+        rc = imapc_run(mf->c1, "UID FETCH %s (UID %s)", b.data, attrs) == IMAP_OK ? 0 : -1;
+        imapc_set_untagged(mf->c1, NULL, NULL);
+        buf_free(&b);
+    }
+    free(idx);
+    return rc;
+}
+
+static bool unknown_to_state(struct mfolder *mf, struct mmsg *m)
+{
+    return mig_state_lookup(mf->run->state, mf->key, m->uid) == 0;
+}
+
+/* The source's UIDs from one ESEARCH; flags only of the messages changed
+ * since the last complete sync (others keep flags == NULL: nothing to
+ * resync); full attributes only for the messages the state does not know. */
+static int list_src_changed(struct mfolder *mf, uint64_t since)
+{
+    if (imapc_selected(mf->c1)->exists == 0)
+        return 0;
+    imapc_set_untagged(mf->c1, esearch_untagged, mf);
+    int st = imapc_run(mf->c1, "UID SEARCH RETURN (ALL) ALL");
+    imapc_set_untagged(mf->c1, NULL, NULL);
+    if (st != IMAP_OK || mf->esearch_bad)
+        return -1;
+    qsort(mf->s.v, mf->s.n, sizeof(*mf->s.v), by_uid);
+    mf->fill = &mf->s;
+    mf->mode = MF_UPDATE;
+    imapc_set_untagged(mf->c1, mf_fetch_untagged, mf);
+    st = imapc_run(mf->c1, "UID FETCH 1:* (UID FLAGS) (CHANGEDSINCE %llu)",
+                   (unsigned long long)since);
+    imapc_set_untagged(mf->c1, NULL, NULL);
+    if (st != IMAP_OK)
+        return -1;
+    return fetch_src_attrs(mf, unknown_to_state, "FLAGS RFC822.SIZE INTERNALDATE");
 }
 
 /* Message-ID and Date of the source messages not matched by the state. */
@@ -361,8 +466,8 @@ static void flags_sync(struct mfolder *mf)
         struct mmsg *s = &mf->s.v[i];
         struct mmsg *d = s->fate == MF_MATCHED ? mf_find(&mf->d, s->peer_uid) : NULL;
         char a[4096], b[4096];
-        if (d == NULL)
-            continue;
+        if (d == NULL || s->flags == NULL)
+            continue;               /* unchanged since the last sync */
         flags_canon(s->flags, a, sizeof(a));
         flags_canon(d->flags, b, sizeof(b));
         if (strcasecmp(a, b) == 0)
@@ -488,7 +593,9 @@ static int open_folders(struct mfolder *mf)
             return -2;
         uv2 = imapc_selected(mf->c2)->uidvalidity;
     }
-    if (mig_state_folder(mf->run->state, mf->key, uv1, uv2) < 0)
+    int known = mig_state_folder(mf->run->state, mf->key, uv1, uv2);
+    mf->state_same = known == 1;
+    if (known < 0)
         log_svc("migrate", "%s: %s: UIDVALIDITY changed (now %llu/%llu); matching by identity",
                 mf->run->account, mf->f->name1, (unsigned long long)uv1,
                 (unsigned long long)uv2);
@@ -511,7 +618,11 @@ static int folder_body(struct mfolder *mf)
     int ex = open_folders(mf);
     if (ex == -1 || ex == -2)
         return ex == -1 ? -1 : -2;
-    if (mf_list_side(mf, mf->c1, &mf->s, true, false) < 0)
+    uint64_t hms = imapc_selected(mf->c1)->highestmodseq;
+    uint64_t since = mf->state_same && imapc_has(mf->c1, IMAPC_CONDSTORE | IMAPC_ESEARCH)
+                         ? mig_state_modseq(mf->run->state, mf->key) : 0;
+    if (since && hms ? list_src_changed(mf, since) < 0
+                     : mf_list_side(mf, mf->c1, &mf->s, true, false) < 0)
         return -1;
     mf->run->t->msgs_planned += mf->s.n;
     if (ex == 1 && mf_list_side(mf, mf->c2, &mf->d, false, true) < 0)
@@ -522,7 +633,7 @@ static int folder_body(struct mfolder *mf)
      * state did not match. */
     if (mf->d.n > 0 && fetch_src_headers(mf) < 0)
         return -1;
-    phase(mf, "listed");
+    phase(mf, since && hms ? "listed (CONDSTORE: changes only)" : "listed");
     bool need_hash = false;
     for (size_t i = 0; i < mf->s.n; i++)
         need_hash |= mf->s.v[i].id[0] == '\0' && mf->s.v[i].fate == MF_NEW;
@@ -548,6 +659,13 @@ static int folder_body(struct mfolder *mf)
     if (o->verify && !o->dry && mf_verify(mf) < 0)
         return -2;
     phase(mf, "verified");
+    size_t failed = 0;
+    for (size_t i = 0; i < mf->s.n; i++)
+        failed += mf->s.v[i].fate == MF_FAILED;
+    if (hms && failed == 0 && !o->dry) {
+        mig_state_set_modseq(mf->run->state, mf->key, hms);
+        mig_state_sync(mf->run->state);
+    }
     return 0;
 }
 
