@@ -397,9 +397,11 @@ static void adopt_dst_ids(struct mfolder *mf)
 static uint64_t size_limit(const struct mfolder *mf)
 {
     uint64_t lim = mf->run->o->maxsize;
-    uint64_t al = imapc_appendlimit(mf->c2);
+    uint64_t al = imapc_appendlimit(mf->c2), ml = mf->run->o->max_message;
     if (al && (lim == 0 || al < lim))
         lim = al;
+    if (ml && (lim == 0 || ml < lim))
+        lim = ml;                   /* --maxliteral: we could not read it */
     return lim;
 }
 

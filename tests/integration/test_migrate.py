@@ -116,6 +116,9 @@ class MigrateTest(unittest.TestCase):
 
     def test_text_report_and_progress(self):
         mailfixture.standard(SRC, "u9", scale=0.02)
+        s = self.summary("u9", "--maxsize", "400")
+        self.assertGreater(s["skipped"], 0)
+        self.assertEqual(s["missing"], 0)
         p = self.migrate("u9", "--progress")
         self.assertIn("verification: all", p.stdout)
         self.assertIn("messages transferred:", p.stdout)
@@ -204,6 +207,12 @@ class MigrateTest(unittest.TestCase):
         os.unlink(self.state)              # even without the state file
         third = self.summary("u6", "--pop3", pop3=True)
         self.assertEqual(third["transferred"], 0)
+        stls = self.summary("u6", "--pop3", "--tls1", "--cafile1",
+                            os.path.join(SRC.dir, "cert.pem"), pop3=True)
+        self.assertEqual(stls["transferred"], 0)
+        p = self.migrate("u6", "--pop3", "--ssl1", "--port1", str(SRC.ports["pop3s"]),
+                         "--insecure1", pop3=True)
+        self.assertIn("already there:        60", p.stdout)
         dst = mailfixture.snapshot(DST.ports["imap"], "u6", "dst-u6", ["INBOX"])
         self.assertEqual(sum(dst["INBOX"].values()), 60)
 
