@@ -71,31 +71,33 @@ static void fail_msg(struct copier *cp, struct mmsg *m, const char *why)
 /* ---------------------------------------------------------------------- */
 /* appending                                                               */
 
+struct uidwalk {
+    struct copier *cp;
+    struct batch *b;
+    size_t k;
+};
+
+static void map_one(uint64_t uid, void *arg)
+{
+    struct uidwalk *w = arg;
+    if (w->k >= w->b->n || uid == 0 || uid > UINT32_MAX)
+        return;
+    struct mfolder *mf = w->cp->mf;
+    struct mmsg *m = &mf->s.v[w->b->idx[w->k++]];
+    m->peer_uid = (uint32_t)uid;
+    mig_state_map(mf->run->state, mf->key, m->uid, (uint32_t)uid);
+}
+
+/* APPENDUID uidvalidity uid-set (RFC 4315): the set lists the new UIDs in
+ * the order the messages were appended. */
 static void note_appenduid(struct copier *cp, struct batch *b, const struct imap_resp *r)
 {
-    struct mfolder *mf = cp->mf;
-    struct buf uids;
-    buf_init(&uids, 0);
-    if (imap_code_is(r, "APPENDUID") && r->code + 2 < r->code_end) {
-        const struct imap_tok *set = &r->tok[r->code + 2];
-        buf_append(&uids, set->p, set->len);
-    }
-    /* Expand "5:7,9" in order onto the batch. */
-    size_t k = 0;
-    char *save = NULL;
-    for (char *part = strtok_r(uids.data, ",", &save); part && k < b->n;
-         part = strtok_r(NULL, ",", &save)) {
-        unsigned long a = strtoul(part, NULL, 10), z = a;
-        char *colon = strchr(part, ':');
-        if (colon)
-            z = strtoul(colon + 1, NULL, 10);
-        for (unsigned long u = a; u <= z && k < b->n; u++, k++) {
-            struct mmsg *m = &mf->s.v[b->idx[k]];
-            m->peer_uid = (uint32_t)u;
-            mig_state_map(mf->run->state, mf->key, m->uid, (uint32_t)u);
-        }
-    }
-    buf_free(&uids);
+    if (!imap_code_is(r, "APPENDUID") || r->code + 2 >= r->code_end)
+        return;
+    const struct imap_tok *set = &r->tok[r->code + 2];
+    struct uidwalk w = {cp, b, 0};
+    if (set->type == IMAP_ATOM || set->type == IMAP_NUM)
+        imap_seqset_each(set->p, set->len, b->n, map_one, &w);
 }
 
 static void append_done(struct imapc *c, const struct imap_resp *r, void *arg)
