@@ -644,6 +644,8 @@ static void imapc_after_login(struct imapc *c)
         imapc_run(c, "CAPABILITY");
     imapc_untagged_fn saved = c->untagged;
     void *saved_arg = c->untagged_arg;
+    if (imapc_has(c, IMAPC_IMAP4REV2 | IMAPC_ENABLE))
+        imapc_run(c, "ENABLE IMAP4rev2");      /* RFC 9051 where offered */
     if (imapc_has(c, IMAPC_ID))
         imapc_run(c, "ID (\"name\" \"sluice\" \"version\" \"%s\")", SLUICE_VERSION);
     c->untagged = ns_untagged;

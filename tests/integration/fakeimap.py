@@ -99,7 +99,7 @@ class FakeIMAP:
             b"NAMESPACE": self._namespace, b"LIST": self._list, b"SELECT": self._select,
             b"EXAMINE": self._select, b"UID FETCH": self._fetch, b"APPEND": self._append,
             b"CREATE": self._ok, b"LOGOUT": self._logout, b"UID STORE": self._ok,
-            b"UID EXPUNGE": self._ok, b"EXPUNGE": self._ok,
+            b"UID EXPUNGE": self._ok, b"EXPUNGE": self._ok, b"ENABLE": self._enable,
         }.get(cmd)
         if handler is None:
             c.sendall(tag + b" BAD unknown command\r\n")
@@ -112,6 +112,11 @@ class FakeIMAP:
 
     def _noop(self, c, f, tag, args):
         return self._ok(c, f, tag, args)
+
+    def _enable(self, c, f, tag, args):
+        self.enabled = args.decode()
+        c.sendall(b"* ENABLED " + args + b"\r\n" + tag + b" OK enabled\r\n")
+        return True
 
     def _capability(self, c, f, tag, args):
         c.sendall(b"* CAPABILITY " + self.caps.encode() + b"\r\n" + tag + b" OK done\r\n")

@@ -52,6 +52,24 @@ class HostileTest(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         self.assertEqual(len(dst.appended), 5)
 
+    def test_imap4rev2_enabled_where_offered(self):
+        caps = "IMAP4rev2 IMAP4rev1 ENABLE LITERAL- UIDPLUS AUTH=PLAIN ID NAMESPACE"
+        src = self.server(messages=self.msgs(), caps=caps)
+        dst = self.server(caps=caps)
+        p = self.migrate(src, dst)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertEqual(getattr(src, "enabled", ""), "IMAP4rev2")
+        self.assertEqual(len(dst.appended), 5)
+
+    def test_synchronising_literals(self):
+        src = self.server(messages=self.msgs(), caps="IMAP4rev1 AUTH=PLAIN")
+        dst = self.server(caps="IMAP4rev1 UIDPLUS")
+        p = self.migrate(src, dst)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertEqual(len(dst.appended), 5)
+        self.assertEqual(src.auth_seen[-1][0], "PLAIN")     # no SASL-IR: a "+" round trip
+        self.assertEqual(dst.auth_seen[-1][0], "LOGIN")
+
     def test_truncated_literal(self):
         src, dst = self.server(messages=self.msgs(), fault="truncated-literal"), self.server()
         p = self.migrate(src, dst)
