@@ -136,6 +136,7 @@ struct mig_folder {
 struct mig_plan {
     struct mig_folder *v;
     size_t n, cap;
+    uint64_t messages;          /* source messages (STATUS), for the ETA */
 };
 
 /* List both sides and map folders. 0 or -1 (connection failure). */

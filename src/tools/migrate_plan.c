@@ -149,6 +149,34 @@ static bool dst_has(const struct listing *dst, const char *name)
     return false;
 }
 
+static void status_untagged(struct imapc *c, const struct imap_resp *r, void *arg)
+{
+    struct mig_plan *plan = arg;
+    if (strcmp(r->keyword, "STATUS") != 0 || r->data + 1 >= r->ntok)
+        return;
+    size_t list = r->tok[r->data].end;
+    if (list >= r->ntok)
+        return;
+    long v = imap_fetch_item(r, list, "MESSAGES");
+    if (v >= 0 && r->tok[v].type == IMAP_NUM)
+        plan->messages += r->tok[v].num;
+}
+
+/* Count the source messages with pipelined STATUS commands. */
+static void count_messages(struct imapc *c1, struct mig_plan *plan)
+{
+    imapc_set_untagged(c1, status_untagged, plan);
+    for (size_t i = 0; i < plan->n; i++) {
+        struct imapc_cmd *b = imapc_cmd_new(c1);
+        imapc_cmd_text(b, "STATUS ");
+        imapc_cmd_astring(b, plan->v[i].name1);
+        imapc_cmd_text(b, " (MESSAGES)");
+        imapc_cmd_send(b, NULL, NULL);
+    }
+    imapc_drain(c1);
+    imapc_set_untagged(c1, NULL, NULL);
+}
+
 int mig_plan_build(struct imapc *c1, struct imapc *c2, const struct mig_opts *o,
                    struct mig_plan *plan)
 {
@@ -170,7 +198,8 @@ int mig_plan_build(struct imapc *c1, struct imapc *c2, const struct mig_opts *o,
         f->use = s->use;
         f->noselect1 = false;
     }
-    rc = 0;
+    count_messages(c1, plan);
+    rc = imapc_failed(c1) ? -1 : 0;
 out:
     listing_free(&src);
     listing_free(&dst);

@@ -104,6 +104,7 @@ static int run_folders(struct mig_run *run)
     if (rc < 0)
         return -1;
     run->t->folders_total += plan.n;
+    run->t->msgs_planned += plan.messages;
     struct workq q = {.run = run, .plan = &plan};
     pthread_mutex_init(&q.lock, NULL);
     unsigned jobs = run->o->jobs ? run->o->jobs : 1;

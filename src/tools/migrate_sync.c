@@ -626,7 +626,6 @@ static int folder_body(struct mfolder *mf)
     if (since && hms ? list_src_changed(mf, since) < 0
                      : mf_list_side(mf, mf->c1, &mf->s, true, false) < 0)
         return -1;
-    mf->run->t->msgs_planned += mf->s.n;
     if (ex == 1 && mf_list_side(mf, mf->c2, &mf->d, false, true) < 0)
         return -2;
     match_by_state(mf);
