@@ -489,6 +489,11 @@ static int imapc_send_wait(struct imapc *c, struct imapc_cmd *b, unsigned flags)
     return rs.done ? rs.status : -1;
 }
 
+int imapc_cmd_wait(struct imapc_cmd *b)
+{
+    return imapc_send_wait(b->c, b, 0);
+}
+
 int imapc_run(struct imapc *c, const char *fmt, ...)
 {
     struct imapc_cmd *b = imapc_cmd_new(c);

@@ -99,6 +99,8 @@ void imapc_cmd_astring(struct imapc_cmd *b, const char *s);
 /* A literal; takes ownership of malloc'd data. */
 void imapc_cmd_literal(struct imapc_cmd *b, char *data, size_t len);
 void imapc_cmd_send(struct imapc_cmd *b, imapc_done_fn done, void *arg);
+/* Send and wait: the status (IMAP_OK, IMAP_NO, IMAP_BAD) or -1. */
+int imapc_cmd_wait(struct imapc_cmd *b);
 /* Commands sent but not completed. */
 size_t imapc_pending(const struct imapc *c);
 

@@ -475,8 +475,10 @@ static void flags_sync(struct mfolder *mf)
         if (strcasecmp(a, b) == 0)
             continue;
         mf->run->t->flags_updated++;
-        if (mf->run->o->dry)
+        if (mf->run->o->dry) {
+            printf("dry: would set flags (%s) on %s UID %u\n", a, mf->f->name2, d->uid);
             continue;
+        }
         struct imapc_cmd *cmd = imapc_cmd_new(mf->c2);
         imapc_cmd_text(cmd, "UID STORE %u FLAGS.SILENT (%s)", d->uid, a);
         imapc_cmd_send(cmd, NULL, NULL);
@@ -491,6 +493,8 @@ static void delete2(struct mfolder *mf)
         if (mf->d.v[i].fate != MF_MATCHED)
             idx[n++] = i;
     mf->run->t->deleted += n;
+    if (n > 0 && mf->run->o->dry)
+        printf("dry: would delete %zu messages from %s on host2\n", n, mf->f->name2);
     if (n > 0 && !mf->run->o->dry) {
         struct buf b;
         buf_init(&b, 0);
@@ -581,9 +585,11 @@ static int open_folders(struct mfolder *mf)
         struct imapc_cmd *b = imapc_cmd_new(mf->c2);
         imapc_cmd_text(b, "CREATE ");
         imapc_cmd_astring(b, mf->f->name2);
-        imapc_cmd_send(b, NULL, NULL);
-        imapc_drain(mf->c2);
-        mf->run->t->folders_created++;
+        if (imapc_cmd_wait(b) == IMAP_OK)
+            mf->run->t->folders_created++;
+        else if (!imapc_failed(mf->c2))     /* it may exist by now: SELECT decides */
+            log_svc_warn("migrate", "%s: CREATE %s: %s", mf->run->account, mf->f->name2,
+                         imapc_last_text(mf->c2));
         exists = true;
     } else if (!exists) {
         mf->run->t->folders_created++;

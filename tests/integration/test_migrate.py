@@ -167,6 +167,7 @@ class MigrateTest(unittest.TestCase):
         p = self.migrate("u4", "--dry", "--delete2")
         self.assertIn("would copy", p.stdout)
         self.assertIn("would create folder", p.stdout)
+        self.assertIn("would delete 1 messages from INBOX", p.stdout)
         self.assertEqual(mailfixture.tree_digest(DST, "u4"), before)
         self.assertFalse(os.path.exists(self.state))
 
