@@ -7,6 +7,7 @@
 #include "lib/strutil.h"
 #include "smtpd/smtpd.h"
 #include "tools/tools.h"
+#include "tools/migrate.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -29,6 +30,8 @@ static void usage(FILE *out)
         "  policy  [-c FILE] [--listen ADDR]  greylisting for Postfix (policy protocol)\n"
         "  greylist [-c FILE] [--json] stats|list|allow|forget|expire\n"
         "                               the greylist store\n"
+        "  migrate --host1 H --user1 U --passfile1 F --host2 H ...\n"
+        "                               IMAP (or POP3) -> IMAP mailbox migration\n"
         "  version                      print the version\n"
         "\n"
         "Without -c, sluice reads $SLUICE_CONFIG, else " DEFAULT_CONFIG " if it\n"
@@ -187,6 +190,7 @@ static const struct verb verbs[] = {
     {"config", verb_config},
     {"policy", verb_policy},
     {"greylist", verb_greylist},
+    {"migrate", migrate_main},
     {"version", verb_version},
     {"queue", queue_cli_main},
     {"explain", explain_main},

@@ -26,6 +26,14 @@ char *str_lower(char *s)
     return s;
 }
 
+char *str_upper(char *s)
+{
+    for (char *p = s; *p; p++)
+        if (*p >= 'a' && *p <= 'z')
+            *p = (char)(*p - 'a' + 'A');
+    return s;
+}
+
 char *str_trim(char *s)
 {
     while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n')

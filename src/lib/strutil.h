@@ -13,6 +13,8 @@
 size_t str_copy(char *dst, const char *src, size_t dstsize);
 /* Lower-case ASCII in place; returns s. */
 char *str_lower(char *s);
+/* Upper-case ASCII in place; returns s. */
+char *str_upper(char *s);
 /* Trim ASCII white space at both ends in place; returns the new start. */
 char *str_trim(char *s);
 /* Case-insensitive ASCII prefix test. */
