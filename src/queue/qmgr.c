@@ -407,7 +407,8 @@ void qmgr_dest_pump(struct qmgr *q, struct qdest *d)
     if (q->stopping || !cfg(q)->queue_delivery)
         return;
     while (d->head && now >= d->paused_until &&
-           (double)d->active < d->concurrency) {
+           (double)d->active < d->concurrency &&
+           (d->probed || d->active == 0)) {
         struct timeval tv;
         gettimeofday(&tv, NULL);
         uint64_t since = (uint64_t)(tv.tv_sec - d->last_start.tv_sec) * 1000 +
@@ -544,7 +545,8 @@ static void dest_throttle(struct qmgr *q, struct qdest *d, enum reply_class cls)
 }
 
 static void apply_result(struct qmgr *q, struct qmsg *m, struct qdest *d,
-                         struct delivery_job *j, struct delivery_rcpt *r, bool *throttled)
+                         struct delivery_job *j, struct delivery_rcpt *r, bool *throttled,
+                         enum reply_class *throttle_cls)
 {
     struct rcpt_state *st = &m->st.r[r->index];
     const struct config *c = cfg(q);
@@ -584,6 +586,7 @@ static void apply_result(struct qmgr *q, struct qmsg *m, struct qdest *d,
     st->status = RS_DEFERRED;
     if (is_throttle(cls)) {
         *throttled = true;
+        *throttle_cls = cls;
         st->next_attempt = now + (time_t)c->throttle_pause_time + (time_t)(random() % 5);
     } else {
         st->attempts++;
@@ -596,8 +599,10 @@ static void apply_result(struct qmgr *q, struct qmsg *m, struct qdest *d,
 
 /* Return every waiting job of a paused destination to its messages, so
  * their mail waits in the queue (where expiry is checked) without
- * burning attempts. */
-static void dest_requeue_waiting(struct qmgr *q, struct qdest *d)
+ * burning attempts. `cls` is why the destination paused: mail held back by
+ * provider throttling counts as throttled (the longer lifetime applies),
+ * mail held back by a dead destination does not. */
+static void dest_requeue_waiting(struct qmgr *q, struct qdest *d, enum reply_class cls)
 {
     while (d->head) {
         struct qjob_node *n = d->head;
@@ -607,6 +612,8 @@ static void dest_requeue_waiting(struct qmgr *q, struct qdest *d)
             struct rcpt_state *st = &m->st.r[n->job->rcpts[i].index];
             st->status = RS_DEFERRED;
             st->next_attempt = d->paused_until;
+            if (!is_throttle(cls))
+                st->throttled_only = false;
         }
         job_free(n->job);
         free(n);
@@ -631,9 +638,12 @@ static void job_done(struct delivery_job *j)
     struct qdest *d = dict_get(&q->dests, j->dest_key);
     struct qmsg *m = dict_get(&q->msgs, j->qid);
     q->active_jobs--;
-    if (d)
+    if (d) {
         d->active--;
+        d->probed = true; /* what the first connection learnt (TLS, limits) now applies */
+    }
     bool throttled = false, any_fail = false;
+    enum reply_class throttle_cls = RC_BUSY;
     if (m) {
         m->active_jobs--;
         for (size_t i = 0; i < j->nrcpt; i++) {
@@ -641,16 +651,16 @@ static void job_done(struct delivery_job *j)
                 delivery_set_result(&j->rcpts[i], 451, "4.3.0", "delivery agent gave no result");
             if (j->rcpts[i].code >= 400)
                 any_fail = true;
-            apply_result(q, m, d, j, &j->rcpts[i], &throttled);
+            apply_result(q, m, d, j, &j->rcpts[i], &throttled, &throttle_cls);
         }
     }
     if (d && throttled) {
-        dest_throttle(q, d, RC_BUSY);
-        dest_requeue_waiting(q, d);
+        dest_throttle(q, d, throttle_cls);
+        dest_requeue_waiting(q, d, throttle_cls);
     } else if (d && j->connect_failed) {
         d->fail_streak++;
         d->paused_until = time(NULL) + backoff(cfg(q), d->fail_streak);
-        dest_requeue_waiting(q, d);
+        dest_requeue_waiting(q, d, RC_NETWORK);
     } else if (d && !any_fail) {
         d->fail_streak = 0;
         if (d->concurrency < (double)cfg(q)->default_destination_concurrency_limit)
@@ -678,8 +688,10 @@ static void expire_check(struct qmgr *q, struct qmsg *m, time_t now)
         struct rcpt_state *r = &m->st.r[i];
         if (r->status != RS_DEFERRED)
             continue;
-        uint64_t life = r->throttled_only && r->cls[0] ? c->throttled_queue_lifetime
-                                                       : c->maximal_queue_lifetime;
+        /* throttled only: every reply so far was throttling, or it was
+         * never tried because its destination was paused by throttling */
+        bool throttled = r->throttled_only && (r->cls[0] || r->last_attempt == 0);
+        uint64_t life = throttled ? c->throttled_queue_lifetime : c->maximal_queue_lifetime;
         if ((uint64_t)(now - m->env.arrival.tv_sec) < life)
             continue;
         r->status = RS_BOUNCED;

@@ -43,6 +43,7 @@ struct qdest {
     time_t paused_until;
     unsigned fail_streak;
     struct timeval last_start;
+    bool probed;             /* a first job finished: parallel connections allowed */
 };
 
 struct qmgr {

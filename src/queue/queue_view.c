@@ -193,6 +193,40 @@ static int offline_edit(const char *spool_dir, const char *cmd, const char *qid,
     return rc;
 }
 
+/* Make every deferred recipient (of DOMAIN, or all) due at the next start. */
+static int offline_flush(const char *spool_dir, const char *domain, struct buf *out)
+{
+    char qdir[600];
+    snprintf(qdir, sizeof(qdir), "%s/queue", spool_dir);
+    DIR *d = opendir(qdir);
+    size_t n = 0;
+    struct dirent *de;
+    while (d && (de = readdir(d)) != NULL) {
+        struct spool_envelope env;
+        struct msg_state st;
+        char sp[700];
+        if (de->d_name[0] == '.' || load(spool_dir, de->d_name, &env, &st, sp, sizeof(sp)) < 0)
+            continue;
+        bool changed = false;
+        if (domain == NULL || queue_view_has_domain(&env, domain))
+            for (size_t i = 0; i < st.nrcpt; i++)
+                if (st.r[i].status == RS_DEFERRED) {
+                    st.r[i].next_attempt = 0;
+                    changed = true;
+                    n++;
+                }
+        if (changed)
+            qstate_save(sp, &st);
+        spool_envelope_free(&env);
+        qstate_free(&st);
+    }
+    if (d)
+        closedir(d);
+    buf_printf(out, "flush: %zu deferred recipient(s) will be tried as soon as sluice "
+               "serve runs\n", n);
+    return 0;
+}
+
 int queue_offline(const char *spool_dir, const char *cmd, const char *arg, bool json,
                   struct buf *out)
 {
@@ -220,8 +254,8 @@ int queue_offline(const char *spool_dir, const char *cmd, const char *arg, bool 
     if (strcmp(cmd, "delete") == 0) {
         char path[700];
         if (arg == NULL || strlen(arg) != QID_LEN || strspn(arg, "0123456789ABCDEF") != QID_LEN) {
-            buf_printf(out, "sluice queue: bad queue id '%s'\n", arg ? arg : "");
-            return 2;
+            buf_printf(out, "sluice queue: %s: no such message\n", arg ? arg : "(none)");
+            return 1;
         }
         snprintf(path, sizeof(path), "%s/queue/%s", spool_dir, arg);
         if (unlink(path) < 0) {
@@ -233,10 +267,8 @@ int queue_offline(const char *spool_dir, const char *cmd, const char *arg, bool 
         buf_printf(out, "%s: deleted\n", arg);
         return 0;
     }
-    if (strcmp(cmd, "flush") == 0 && arg == NULL) {
-        buf_puts(out, "sluice queue: sluice serve is not running; the queue is tried when it starts\n");
-        return 0;
-    }
+    if (strcmp(cmd, "flush") == 0)
+        return offline_flush(spool_dir, arg, out);
     if (arg == NULL) {
         buf_printf(out, "sluice queue: %s needs a queue id\n", cmd);
         return 2;
