@@ -697,8 +697,15 @@ static void expire_check(struct qmgr *q, struct qmsg *m, time_t now)
         r->status = RS_BOUNCED;
         char last[sizeof(r->reply)];
         str_copy(last, r->reply[0] ? r->reply : "no delivery attempt succeeded", sizeof(last));
-        snprintf(r->reply, sizeof(r->reply), "message expired after %llu days in the queue; "
-                 "last reply: %s", (unsigned long long)(life / 86400), last);
+        char span[32];
+        if (life % 86400 == 0)
+            snprintf(span, sizeof(span), "%llu day(s)", (unsigned long long)(life / 86400));
+        else if (life % 3600 == 0)
+            snprintf(span, sizeof(span), "%llu hour(s)", (unsigned long long)(life / 3600));
+        else
+            snprintf(span, sizeof(span), "%llu second(s)", (unsigned long long)life);
+        snprintf(r->reply, sizeof(r->reply), "message expired after %s in the queue; "
+                 "last reply: %s", span, last);
         str_copy(r->dsn, "4.4.7", sizeof(r->dsn));
         log_svc("qmgr", "%s: to=<%s>, status=expired, returned to sender (%s)", m->qid,
                 m->env.rcpts[i].addr, last);
