@@ -114,3 +114,8 @@ clean:
 	rm -rf build
 
 -include $(OBJS:.o=.d) $(ASAN_OBJS:.o=.d)
+
+# The compiled-in copy of the shipped reply-rules table.
+src/mail/classify_rules.inc: etc/reply_rules scripts/gen_reply_rules.sh
+	@echo "  GEN     $@"
+	@scripts/gen_reply_rules.sh etc/reply_rules > $@
