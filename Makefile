@@ -5,7 +5,7 @@
 
 CC       ?= cc
 PREFIX   ?= /usr/local
-PKGS     := libevent libevent_openssl libevent_pthreads openssl
+PKGS     := libevent libevent_openssl libevent_pthreads openssl zlib
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

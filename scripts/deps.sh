@@ -4,7 +4,8 @@
 # a fresh machine and cost nothing on a ready one).
 set -e
 PKGS="gcc make pkg-config clang libclang-rt-14-dev libevent-dev libssl-dev
-libcmocka-dev openssl python3 swaks postfix iproute2 procps"
+libcmocka-dev openssl python3 swaks postfix iproute2 procps
+zlib1g-dev pflogsumm chromium time"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -4,6 +4,7 @@
 #include "lib/config.h"
 #include "lib/strutil.h"
 #include "smtpd/smtpd.h"
+#include "tools/report.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -21,6 +22,7 @@ static void usage(FILE *out)
         "verbs:\n"
         "  serve   [-c FILE] [-d]        run the MTA (SMTP listener and queue)\n"
         "  config  [-c FILE] [-n] [--json]  print the effective configuration\n"
+        "  report  [options] [LOGFILE...]   deliverability report from MTA logs\n"
         "  version                      print the version\n"
         "\n"
         "Without -c, sluice reads $SLUICE_CONFIG, else " DEFAULT_CONFIG " if it\n"
@@ -117,6 +119,7 @@ static int verb_version(int argc, char **argv)
 static const struct verb verbs[] = {
     {"serve", verb_serve},
     {"config", verb_config},
+    {"report", report_main},
     {"version", verb_version},
 };
 
