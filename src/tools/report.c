@@ -16,10 +16,8 @@
 
 static const char *const fmt_names[RP_FMT__COUNT] = {"auto", "postfix", "sendmail", "exim"};
 
-enum rp_fmt rp_detect(const struct rp_hdr *h)
+static enum rp_fmt detect_prog(const struct rp_hdr *h)
 {
-    if (h->exim_native)
-        return RP_FMT_EXIM;
     const char *p = h->prog;
     if (strcmp(p, "exim") == 0 || strcmp(p, "exim4") == 0)
         return RP_FMT_EXIM;
@@ -29,6 +27,21 @@ enum rp_fmt rp_detect(const struct rp_hdr *h)
     if (rpp_is_postfix(p, h->svc))
         return RP_FMT_POSTFIX;
     return RP_FMT_AUTO;
+}
+
+enum rp_fmt rp_detect(const struct rp_hdr *h)
+{
+    /* syslog names repeat from line to line: remember the last one */
+    static char last[64];
+    static enum rp_fmt last_fmt;
+    if (h->exim_native)
+        return RP_FMT_EXIM;
+    if (last[0] && strcmp(h->prog, last) == 0)
+        return last_fmt;
+    last_fmt = detect_prog(h);
+    if (str_copy(last, h->prog, sizeof(last)) >= sizeof(last))
+        last[0] = '\0';
+    return last_fmt;
 }
 
 static void unparsed(struct rp_ctx *c, const char *orig)

@@ -198,6 +198,8 @@ struct rp_track {
     uint64_t attempts, failures;
     char *example[RC__COUNT];
     bool tls;                     /* client network TLS, else destination */
+    int64_t last_idx;             /* cache of the last bucket used */
+    struct rp_bucket *last_b;
 };
 
 struct rp_incident {
@@ -241,6 +243,7 @@ struct rp_stats {
     struct dict postscreen;            /* tally: verdict */
     /* views */
     struct dict providers;        /* name -> rp_prov_stat */
+    struct dict prov_by_host, prov_by_dom;  /* provider caches */
     uint64_t cls[RC__COUNT];      /* deferral+bounce replies by class */
     char *cls_example[RC__COUNT];
     struct dict tls_hosts, tls_nets;   /* -> rp_tls_stat */
@@ -254,6 +257,8 @@ struct rp_stats {
     struct rp_series series;      /* hourly */
     struct rp_delays all_e2e;
     int64_t first_ts, last_ts;
+    int64_t seen_day, bump_day;   /* caches for the per-line day lookups */
+    uint64_t *bump_row;
     /* input accounting */
     uint64_t lines, parsed, unparsed, other, cut, filtered_out, bytes;
     uint64_t by_fmt[RP_FMT__COUNT];
@@ -282,7 +287,8 @@ struct rp_attempt {
     bool forwarded, size_known, handoff;
     uint8_t cls;             /* enum reply_class */
     float delay;             /* Postfix delay= (or computed) */
-    char *relay, *dsn, *reply, *svc;
+    char *relay, *dsn, *reply;   /* reply: NULL for "sent" unless tracing */
+    char svc[16];
 };
 
 struct rp_msg {

@@ -42,6 +42,35 @@ static gzFile open_gz(const char *path)
     return gzopen(path, "rb");
 }
 
+/* A plain (not gzip) regular file is read with read(2): no extra copy. */
+static int open_plain(const char *path)
+{
+    if (strcmp(path, "-") == 0)
+        return -1;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    unsigned char magic[2];
+    if (pread(fd, magic, 2, 0) == 2 && magic[0] == 0x1f && magic[1] == 0x8b) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Read up to n bytes from the plain fd or the gzip stream. */
+static int read_some(int fd, gzFile gz, char *buf, unsigned n)
+{
+    if (fd >= 0) {
+        ssize_t r;
+        do
+            r = read(fd, buf, n);
+        while (r < 0 && errno == EINTR);
+        return (int)r;
+    }
+    return gzread(gz, buf, n);
+}
+
 /* "maillog.2.gz" -> 2; "maillog" -> -1 */
 static long rotation_of(const char *path)
 {
@@ -116,22 +145,24 @@ static void feed(struct rp_ctx *c, char *s, size_t n)
 
 static int read_one(struct rp_ctx *c, const char *path, struct rpi_progress *pr)
 {
-    gzFile gz = open_gz(path);
-    if (gz == NULL) {
+    int fd = open_plain(path);
+    gzFile gz = fd >= 0 ? NULL : open_gz(path);
+    if (fd < 0 && gz == NULL) {
         fprintf(stderr, "sluice report: %s: cannot open: %s\n", path, strerror(errno));
         return -1;
     }
-    gzbuffer(gz, 128 * 1024);
+    if (gz)
+        gzbuffer(gz, 128 * 1024);
     char *buf = xmalloc(RPI_CHUNK + RP_LINE_MAX + 2);
     size_t have = 0;
     bool skipping = false;
     int rc = 0;
     for (;;) {
-        int n = gzread(gz, buf + have, RPI_CHUNK);
+        int n = read_some(fd, gz, buf + have, RPI_CHUNK);
         if (n < 0) {
             int err;
             fprintf(stderr, "sluice report: %s: read error: %s (the rest of the file "
-                    "is skipped)\n", path, gzerror(gz, &err));
+                    "is skipped)\n", path, gz ? gzerror(gz, &err) : strerror(errno));
             rc = 0;
             break;
         }
@@ -166,7 +197,10 @@ static int read_one(struct rp_ctx *c, const char *path, struct rpi_progress *pr)
         }
     }
     free(buf);
-    gzclose(gz);
+    if (gz)
+        gzclose(gz);
+    else
+        close(fd);
     return rc;
 }
 

@@ -48,7 +48,6 @@ void rpj_msg_free(struct rp_msg *m)
         free(m->att[i].relay);
         free(m->att[i].dsn);
         free(m->att[i].reply);
-        free(m->att[i].svc);
     }
     free(m->att);
     buf_free(&m->lines);
@@ -238,8 +237,10 @@ static void add_attempt(struct rp_ctx *c, struct rp_msg *m, const struct rp_ev *
         a->delay = (float)(e->ts - (m->arrival ? m->arrival : m->first_ts));
     a->relay = xstrdup(e->relay ? e->relay : "none");
     a->dsn = e->dsn ? xstrdup(e->dsn) : NULL;
-    a->reply = xstrdup(e->reply ? e->reply : "");
-    a->svc = xstrdup(e->svc ? e->svc : "");
+    /* a successful reply is only shown by --trace: spare the copy */
+    a->reply = (e->status != ST_SENT || trace_on(c)) ? xstrdup(e->reply ? e->reply : "")
+                                                      : NULL;
+    str_copy(a->svc, e->svc ? e->svc : "", sizeof(a->svc));
     if (e->status == ST_SENT || e->status == ST_BOUNCED)
         m->finals++;
 }

@@ -49,9 +49,12 @@ static const struct rpp_svc services[] = {
 
 static const struct rpp_svc *find_svc(const char *svc)
 {
+    static const struct rpp_svc *last;
+    if (last && strcmp(last->name, svc) == 0)
+        return last;
     for (size_t i = 0; i < sizeof(services) / sizeof(services[0]); i++)
-        if (strcmp(services[i].name, svc) == 0)
-            return &services[i];
+        if (services[i].name[0] == svc[0] && strcmp(services[i].name, svc) == 0)
+            return last = &services[i];
     return NULL;
 }
 

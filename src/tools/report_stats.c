@@ -33,6 +33,7 @@ void rps_init(struct rp_stats *s, int64_t bucket)
     memset(s, 0, sizeof(*s));
     s->bucket = bucket > 0 ? bucket : RP_BUCKET_DEFAULT;
     s->series.width = 3600;
+    s->seen_day = s->bump_day = INT64_MIN;
     dict_init(&s->per_day, free);
     dict_init(&s->days_seen, NULL);
     dict_init(&s->recip_dom, dom_free);
@@ -108,6 +109,10 @@ void rps_day_seen(struct rp_stats *s, int64_t ts)
         s->first_ts = ts;
     if (ts > s->last_ts)
         s->last_ts = ts;
+    int64_t day = ts / 86400;
+    if (day == s->seen_day)
+        return;
+    s->seen_day = day;
     char k[16];
     day_key(ts, k, sizeof(k));
     if (dict_get(&s->days_seen, k) == NULL)
@@ -116,12 +121,18 @@ void rps_day_seen(struct rp_stats *s, int64_t ts)
 
 void rps_bump(struct rp_stats *s, int64_t ts, int which)
 {
-    char k[16];
-    day_key(ts, k, sizeof(k));
-    uint64_t *row = dict_get(&s->per_day, k);
+    int64_t day = ts / 86400;
+    uint64_t *row = day == s->bump_day ? s->bump_row : NULL;
     if (row == NULL) {
-        row = xcalloc(SER__N, sizeof(*row));
-        dict_set(&s->per_day, k, row);
+        char k[16];
+        day_key(ts, k, sizeof(k));
+        row = dict_get(&s->per_day, k);
+        if (row == NULL) {
+            row = xcalloc(SER__N, sizeof(*row));
+            dict_set(&s->per_day, k, row);
+        }
+        s->bump_day = day;
+        s->bump_row = row;
     }
     row[which]++;
     int hour = (int)(((ts % 86400) + 86400) % 86400 / 3600);

@@ -140,14 +140,19 @@ static void track_add(struct rp_stats *s, const char *key, bool tls, int64_t ts,
                       bool new_msg)
 {
     struct rp_track *t = track_get(s, key, tls);
-    char bk[32];
     int64_t idx = ts / s->bucket;
-    snprintf(bk, sizeof(bk), "%lld", (long long)idx);
-    struct rp_bucket *b = dict_get(&t->buckets, bk);
+    struct rp_bucket *b = (t->last_b && t->last_idx == idx) ? t->last_b : NULL;
     if (b == NULL) {
-        b = xcalloc(1, sizeof(*b));
-        b->tmin = b->tmax = ts;
-        dict_set(&t->buckets, bk, b);
+        char bk[32];
+        snprintf(bk, sizeof(bk), "%lld", (long long)idx);
+        b = dict_get(&t->buckets, bk);
+        if (b == NULL) {
+            b = xcalloc(1, sizeof(*b));
+            b->tmin = b->tmax = ts;
+            dict_set(&t->buckets, bk, b);
+        }
+        t->last_idx = idx;
+        t->last_b = b;
     }
     b->attempts++;
     t->attempts++;
@@ -173,6 +178,20 @@ static void net_of(const char *ip, char *out, size_t outlen)
 {
     unsigned char a[16];
     char tmp[64];
+    /* the common case without inet_pton: "a.b.c.d" -> "a.b.c.0/24" */
+    const char *d3 = NULL;
+    int dots = 0;
+    for (const char *p = ip; *p; p++) {
+        if (*p == '.' && ++dots == 3)
+            d3 = p;
+        else if (*p != '.' && (*p < '0' || *p > '9'))
+            dots = 99;
+    }
+    if (dots == 3 && d3 && (size_t)(d3 - ip) + 6 < outlen) {
+        memcpy(out, ip, (size_t)(d3 - ip));
+        memcpy(out + (d3 - ip), ".0/24", 6);
+        return;
+    }
     if (inet_pton(AF_INET, ip, a) == 1) {
         snprintf(out, outlen, "%u.%u.%u.0/24", a[0], a[1], a[2]);
     } else if (inet_pton(AF_INET6, ip, a) == 1) {
@@ -234,7 +253,10 @@ void rps_tls(struct rp_stats *s, const struct rp_ev *e)
     }
     bool lost = !ok && e->text && strstr(e->text, "after STARTTLS") != NULL;
     char host[400], net[80];
-    snprintf(host, sizeof(host), "%s[%s]", e->host[0] ? e->host : "unknown", e->ip);
+    if (e->client && strchr(e->client, '['))
+        str_copy(host, e->client, sizeof(host));
+    else
+        snprintf(host, sizeof(host), "%s[%s]", e->host[0] ? e->host : "unknown", e->ip);
     net_of(e->ip, net, sizeof(net));
     if (ok) {
         s->tls_in_ok++;
@@ -254,7 +276,8 @@ void rps_tls(struct rp_stats *s, const struct rp_ev *e)
     tls_count(tls_stat(&s->tls_hosts, host), e, ok, lost);
     tls_count(tls_stat(&s->tls_nets, net), e, ok, lost);
     char key[100];
-    snprintf(key, sizeof(key), "tls:%s", net);
+    memcpy(key, "tls:", 4);
+    str_copy(key + 4, net, sizeof(key) - 4);
     track_add(s, key, true, e->ts, !ok, RC_TLS_FAILURE, e->text, false);
 }
 
@@ -351,6 +374,33 @@ static void class_note(struct rp_stats *s, struct rp_prov_stat *p,
         p->example[cls] = xstrdup(a->reply);
 }
 
+/* provider_of() with a cache per relay host and per domain (the pattern
+ * tables are scanned once per distinct name). */
+static const char *cached_provider(struct rp_stats *s, const char *host, const char *dom)
+{
+    if (s->prov_by_host.cap == 0 && s->prov_by_host.used == 0) {
+        dict_init(&s->prov_by_host, NULL);
+        dict_init(&s->prov_by_dom, NULL);
+    }
+    const char *p = dict_get(&s->prov_by_host, host);
+    if (p == NULL) {
+        p = provider_from_host(host);
+        if (dict_count(&s->prov_by_host) < 100000)
+            dict_set(&s->prov_by_host, host, (void *)(p ? p : "-"));
+    }
+    if (p && strcmp(p, "-") != 0)
+        return p;
+    p = dict_get(&s->prov_by_dom, dom);
+    if (p == NULL) {
+        p = provider_from_domain(dom);
+        if (p == NULL)
+            p = "other";
+        if (dict_count(&s->prov_by_dom) < 100000)
+            dict_set(&s->prov_by_dom, dom, (void *)p);
+    }
+    return p;
+}
+
 struct msg_flags { bool sent, bounced, deferred; const char *provs[16]; size_t nprov; };
 
 static bool first_for(struct msg_flags *f, const char *prov)
@@ -371,13 +421,19 @@ static void account_attempt(struct rp_stats *s, const struct rp_msg *m,
     rpp_split_client(a->relay, host, sizeof(host), ip, sizeof(ip));
     const char *rcpt = m->rcpts[a->rcpt];
     const char *dom = rps_domain_of(rcpt);
-    const char *prov = provider_of(host, dom);
+    const char *prov = cached_provider(s, host, dom);
     struct rp_prov_stat *p = prov_stat(s, prov);
     bool first = first_for(f, prov);
     if (first)
         p->messages++;
     rpt_add(&p->domains, dom, NULL, NULL, 1);
-    snprintf(key, sizeof(key), "dest:%s", strcmp(prov, "other") ? prov : dom);
+    const char *kname = strcmp(prov, "other") ? prov : dom;
+    size_t kl = strlen(kname);
+    if (kl > sizeof(key) - 6)
+        kl = sizeof(key) - 6;
+    memcpy(key, "dest:", 5);
+    memcpy(key + 5, kname, kl);
+    key[5 + kl] = '\0';
     double offset = m->is_child ? (double)(m->arrival - m->root_arrival) : 0;
     switch (a->status) {
     case ST_SENT: {
@@ -583,4 +639,6 @@ void rpv_free(struct rp_stats *s)
     rpd_free(&g->in_delay);
     rpd_free(&g->out_delay);
     rpd_free(&s->all_e2e);
+    dict_free(&s->prov_by_host);
+    dict_free(&s->prov_by_dom);
 }
