@@ -278,6 +278,8 @@ void rps_gimme_domain(const char *client, char *out, size_t outlen);
 /* Lower-case the domain part (pflogsumm's address normal form). */
 void rps_norm_addr(const char *addr, char *out, size_t outlen);
 const char *rps_domain_of(const char *addr);
+/* Recipient domains with at least one delivery (pflogsumm's count). */
+size_t rps_delivery_domains(const struct rp_stats *s);
 
 /* ---- journeys (report_journey.c) ------------------------------------ */
 struct rp_attempt {

@@ -135,6 +135,10 @@ static void progress(struct rp_ctx *c, struct rpi_progress *p, bool final)
 /* Feed a line of n bytes at s (s[n] is writable). */
 static void feed(struct rp_ctx *c, char *s, size_t n)
 {
+    if (n > RP_LINE_MAX) {
+        c->st.cut++;
+        n = RP_LINE_MAX;
+    }
     if (n > 0 && s[n - 1] == '\r')
         n--;
     s[n] = '\0';

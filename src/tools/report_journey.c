@@ -23,6 +23,7 @@
 #define RPJ_TRACE_MAX (1u << 20) /* raw lines kept per traced message */
 
 static void close_msg(struct rp_ctx *c, struct rp_msg *m);
+static bool trace_on(const struct rp_ctx *c);
 
 void rpj_init(struct rp_ctx *c)
 {
@@ -317,12 +318,27 @@ static void line_event(struct rp_ctx *c, struct rp_ev *e)
     }
 }
 
+/* A message that cleanup rejected or discarded is gone: close it. */
+static void rejected_in_queue(struct rp_ctx *c, const struct rp_ev *e)
+{
+    if (e->qid == NULL || e->svc == NULL || strcmp(e->svc, "cleanup") != 0 ||
+        e->rej_kind == NULL || strstr(e->rej_kind, "reject") == NULL)
+        return;
+    struct rp_msg *m = dict_get(&c->open, e->qid);
+    if (m) {
+        m->removed = true;
+        close_msg(c, m);
+    }
+}
+
 void rpj_event(struct rp_ctx *c, struct rp_ev *e)
 {
     enum rp_fmt fmt = (enum rp_fmt)(e->svc && strcmp(e->svc, "sendmail") == 0
                                         ? RP_FMT_SENDMAIL : RP_FMT_POSTFIX);
     if (!qid_event(e->kind) || e->qid == NULL || strcmp(e->qid, "NOQUEUE") == 0) {
         line_event(c, e);
+        if (e->kind == EV_REJECT)
+            rejected_in_queue(c, e);
         return;
     }
     struct rp_msg *m = get_msg(c, e->qid, e->ts);
@@ -347,7 +363,9 @@ void rpj_event(struct rp_ctx *c, struct rp_ev *e)
         break;
     case EV_DELIVERY:
         on_delivery(c, m, e, fmt);
-        if (e->tls_proto) {
+        /* Exim logs TLS only on the delivery line (X=); Postfix 3.11's
+         * tls= repeats what the "TLS connection established" line said */
+        if (e->tls_proto && e->svc && strcmp(e->svc, "exim") == 0) {
             struct rp_ev t = *e;
             t.kind = EV_TLS_OK;
             t.outbound = true;

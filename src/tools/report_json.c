@@ -68,7 +68,7 @@ static void j_totals(struct json_w *w, struct rp_stats *s)
     json_u64(w, "senders", dict_count(&s->send_user));
     json_u64(w, "sending_domains", dict_count(&s->send_dom));
     json_u64(w, "recipients", dict_count(&s->recip_user));
-    json_u64(w, "recipient_domains", dict_count(&s->recip_dom));
+    json_u64(w, "recipient_domains", rps_delivery_domains(s));
     json_end(w);
     const struct rp_msgstats *m = &s->m;
     json_obj(w, "messages");

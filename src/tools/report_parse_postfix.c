@@ -576,6 +576,11 @@ static void p_to_fields(char *p, struct rp_ev *e)
         } else if (strcmp(key, "dsn") == 0) {
             e->dsn = val;
         } else if (strcmp(key, "tls") == 0) {
+            char *colon = strchr(val, ':');     /* "TLSv1.3:CIPHER" */
+            if (colon) {
+                *colon = '\0';
+                e->tls_cipher = colon + 1;
+            }
             e->tls_proto = val;
         }
         p = next;

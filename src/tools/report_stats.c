@@ -183,6 +183,17 @@ void rps_norm_addr(const char *addr, char *out, size_t outlen)
         str_lower(at);
 }
 
+size_t rps_delivery_domains(const struct rp_stats *s)
+{
+    size_t n = 0, pos = 0;
+    const char *k;
+    void *v;
+    while (dict_next(&s->recip_dom, &pos, &k, &v))
+        if (((const struct rp_dom_stat *)v)->cnt > 0)
+            n++;
+    return n;
+}
+
 const char *rps_domain_of(const char *addr)
 {
     if (addr == NULL)

@@ -60,7 +60,7 @@ static void grand_totals(FILE *o, struct rp_stats *s)
     fprintf(o, " %8zu  senders\n", dict_count(&s->send_user));
     fprintf(o, " %8zu  sending hosts/domains\n", dict_count(&s->send_dom));
     fprintf(o, " %8zu  recipients\n", dict_count(&s->recip_user));
-    fprintf(o, " %8zu  recipient hosts/domains\n", dict_count(&s->recip_dom));
+    fprintf(o, " %8zu  recipient hosts/domains\n", rps_delivery_domains(s));
 }
 
 static const char *const ser_head =

@@ -611,7 +611,8 @@ void rpv_incidents(struct rp_stats *s)
     void *v;
     while (dict_next(&s->tracks, &pos, &k, &v))
         track_incidents(s, k, v);
-    qsort(s->inc, s->ninc, sizeof(*s->inc), inc_cmp);
+    if (s->ninc > 1)
+        qsort(s->inc, s->ninc, sizeof(*s->inc), inc_cmp);
 }
 
 void rpv_free(struct rp_stats *s)
