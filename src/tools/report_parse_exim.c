@@ -203,9 +203,22 @@ static void x_delivery(char *rest, enum rp_status st, struct rp_ev *e)
             e->reply = "";
         }
     } else {
-        /* the reply follows the last ": " of the error text */
-        char *colon = strstr(f, ": ");
-        e->reply = colon ? colon + 2 : f;
+        /* "... H=host [ip]: SMTP error from remote mail server after RCPT
+         * TO:<a>: 451 ..." -> "451 ..."; "R=router: Unrouteable address" */
+        static const char smtp_err[] = "SMTP error from remote mail server after ";
+        char *t = strstr(f, "]: ");
+        if (t) {
+            t += 3;
+        } else {
+            char *colon = strstr(f, ": ");
+            t = colon ? colon + 2 : f;
+        }
+        if (strncmp(t, smtp_err, sizeof(smtp_err) - 1) == 0) {
+            char *c = strstr(t + sizeof(smtp_err) - 1, ": ");
+            if (c)
+                t = c + 2;
+        }
+        e->reply = t;
     }
     if (x_field(f, "QT", v, sizeof(v))) {
         double t = x_time(v);

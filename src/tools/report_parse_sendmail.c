@@ -102,6 +102,9 @@ static void sm_from(char *rest, struct rp_ev *e)
     }
     if ((v = rpp_field(rest, "nrcpts")) != NULL)
         e->nrcpt = (int)strtol(v, NULL, 10);
+    bool daemon = rpp_field(rest, "daemon") != NULL;
+    sm_relay(rest, e, true);
+    /* last: cutting the message-id out ends the string there */
     if ((v = rpp_field(rest, "msgid")) != NULL) {
         char *m = (char *)v;
         if (*m == '<') {
@@ -111,8 +114,6 @@ static void sm_from(char *rest, struct rp_ev *e)
             e->msgid = m + 1;
         }
     }
-    bool daemon = rpp_field(rest, "daemon") != NULL;
-    sm_relay(rest, e, true);
     e->kind = (daemon && e->ip[0]) ? EV_CLIENT : EV_PICKUP;
 }
 
