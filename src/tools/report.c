@@ -29,19 +29,31 @@ static enum rp_fmt detect_prog(const struct rp_hdr *h)
     return RP_FMT_AUTO;
 }
 
+/* Syslog names repeat from line to line: a small direct-mapped cache of
+ * name -> format (names longer than the slot are not cached). */
+#define DETECT_SLOTS 64
+struct detect_slot {
+    char name[40];
+    enum rp_fmt fmt;
+};
+
 enum rp_fmt rp_detect(const struct rp_hdr *h)
 {
-    /* syslog names repeat from line to line: remember the last one */
-    static char last[64];
-    static enum rp_fmt last_fmt;
+    static struct detect_slot cache[DETECT_SLOTS];
     if (h->exim_native)
         return RP_FMT_EXIM;
-    if (last[0] && strcmp(h->prog, last) == 0)
-        return last_fmt;
-    last_fmt = detect_prog(h);
-    if (str_copy(last, h->prog, sizeof(last)) >= sizeof(last))
-        last[0] = '\0';
-    return last_fmt;
+    const char *p = h->prog;
+    size_t n = strlen(p);
+    if (n == 0 || n >= sizeof(cache[0].name))
+        return detect_prog(h);
+    struct detect_slot *s =
+        &cache[(n * 31 + (unsigned char)p[n - 1] * 7 + (unsigned char)p[n / 2]) %
+               DETECT_SLOTS];
+    if (memcmp(s->name, p, n + 1) == 0)
+        return s->fmt;
+    s->fmt = detect_prog(h);
+    memcpy(s->name, p, n + 1);
+    return s->fmt;
 }
 
 static void unparsed(struct rp_ctx *c, const char *orig)

@@ -315,6 +315,7 @@ struct rp_ctx {
     struct rp_stats st;
     struct dict open;        /* qid -> rp_msg */
     struct dict by_msgid;    /* message-id -> qid (open messages) */
+    bool msgid_index;        /* by_msgid is maintained (a filter was seen) */
     struct dict trace_ids;   /* ids that belong to the traced message */
     struct rp_msg **traced;  /* finished journeys of --trace */
     size_t ntraced, traced_cap;

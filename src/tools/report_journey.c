@@ -133,15 +133,38 @@ static void set_sender(struct rp_msg *m, const struct rp_ev *e)
     m->sender_counted = m->received;
 }
 
+/* The message-id index exists only once a message has come from a
+ * loopback client (a content filter's re-injection): logs without a filter
+ * never pay for it. When it starts, it indexes the messages already open. */
+static void index_msgids(struct rp_ctx *c)
+{
+    size_t pos = 0;
+    const char *k;
+    void *v;
+    c->msgid_index = true;
+    while (dict_next(&c->open, &pos, &k, &v)) {
+        struct rp_msg *o = v;
+        if (o->msgid && dict_get(&c->by_msgid, o->msgid) == NULL)
+            dict_set(&c->by_msgid, o->msgid, xstrdup(o->qid));
+    }
+}
+
 static void join_parent(struct rp_ctx *c, struct rp_msg *m)
 {
+    bool loop = is_loopback(m->client_ip, NULL);
+    if (!c->msgid_index) {
+        if (!loop)
+            return;
+        index_msgids(c);
+    }
     char *pq = dict_get(&c->by_msgid, m->msgid);
-    if (pq == NULL) {
-        dict_set(&c->by_msgid, m->msgid, xstrdup(m->qid));
+    if (pq == NULL || strcmp(pq, m->qid) == 0) {
+        if (pq == NULL)
+            dict_set(&c->by_msgid, m->msgid, xstrdup(m->qid));
         return;
     }
     struct rp_msg *p = dict_get(&c->open, pq);
-    if (p == NULL || p == m || m->is_child || !is_loopback(m->client_ip, NULL))
+    if (p == NULL || p == m || m->is_child || !loop)
         return;
     m->is_child = true;
     m->parent = xstrdup(p->qid);
@@ -433,7 +456,7 @@ static bool filter_msg(struct rp_ctx *c, struct rp_msg *m, bool *keep)
 static void close_msg(struct rp_ctx *c, struct rp_msg *m)
 {
     dict_del(&c->open, m->qid);
-    if (m->msgid) {
+    if (m->msgid && c->msgid_index) {
         const char *q = dict_get(&c->by_msgid, m->msgid);
         if (q && strcmp(q, m->qid) == 0)
             dict_del(&c->by_msgid, m->msgid);
@@ -449,7 +472,8 @@ static void close_msg(struct rp_ctx *c, struct rp_msg *m)
         rpj_msg_free(m);
         return;
     }
-    bool *keep = xcalloc(m->natt + 1, sizeof(*keep));
+    bool small[16];
+    bool *keep = m->natt < 16 ? small : xcalloc(m->natt + 1, sizeof(*keep));
     if (filter_msg(c, m, keep)) {
         for (size_t i = 0; i < m->natt; i++)
             if (!keep[i])
@@ -457,7 +481,8 @@ static void close_msg(struct rp_ctx *c, struct rp_msg *m)
         rps_account(c, m);
         rpv_account(c, m);
     }
-    free(keep);
+    if (keep != small)
+        free(keep);
     rpj_msg_free(m);
 }
 

@@ -47,15 +47,28 @@ static const struct rpp_svc services[] = {
     {"oqmgr", p_qmgr},        {"spawn", p_quiet},           {"qmqpd", p_smtpd},
 };
 
-static const struct rpp_svc *find_svc(const char *svc)
+static const struct rpp_svc *find_svc_slow(const char *svc)
 {
-    static const struct rpp_svc *last;
-    if (last && strcmp(last->name, svc) == 0)
-        return last;
     for (size_t i = 0; i < sizeof(services) / sizeof(services[0]); i++)
         if (services[i].name[0] == svc[0] && strcmp(services[i].name, svc) == 0)
-            return last = &services[i];
+            return &services[i];
     return NULL;
+}
+
+/* Daemon names repeat: a direct-mapped cache in front of the table. */
+static const struct rpp_svc *find_svc(const char *svc)
+{
+    static struct { char name[24]; const struct rpp_svc *s; } cache[32];
+    size_t n = strlen(svc);
+    if (n == 0 || n >= sizeof(cache[0].name))
+        return find_svc_slow(svc);
+    unsigned k = (unsigned)(n * 7 + (unsigned char)svc[0] + (unsigned char)svc[n - 1]) % 32;
+    if (memcmp(cache[k].name, svc, n + 1) == 0)
+        return cache[k].s;
+    const struct rpp_svc *s = find_svc_slow(svc);
+    memcpy(cache[k].name, svc, n + 1);
+    cache[k].s = s;
+    return s;
 }
 
 bool rpp_is_postfix(const char *prog, const char *svc)
@@ -534,7 +547,7 @@ static void p_to_fields(char *p, struct rp_ev *e)
             return;
         *eq = '\0';
         char *key = p, *val = eq + 1, *next;
-        if (strcmp(key, "status") == 0) {
+        if (eq - key == 6 && memcmp(key, "status", 6) == 0) {
             char *sp = val + strcspn(val, " ");
             char *reply = NULL;
             if (*sp) {
@@ -565,17 +578,18 @@ static void p_to_fields(char *p, struct rp_ev *e)
         } else if (*next) {
             *next++ = '\0';
         }
-        if (strcmp(key, "orig_to") == 0) {
+        size_t kl = (size_t)(eq - key);
+        if (kl == 7 && memcmp(key, "orig_to", 7) == 0) {
             char *end;
             e->orig_to = take_angle(val, &end);
-        } else if (strcmp(key, "relay") == 0) {
+        } else if (kl == 5 && memcmp(key, "relay", 5) == 0) {
             e->relay = val;
-        } else if (strcmp(key, "delay") == 0) {
+        } else if (kl == 5 && memcmp(key, "delay", 5) == 0) {
             e->delay = strtod(val, NULL);
             e->has_delay = true;
-        } else if (strcmp(key, "dsn") == 0) {
+        } else if (kl == 3 && memcmp(key, "dsn", 3) == 0) {
             e->dsn = val;
-        } else if (strcmp(key, "tls") == 0) {
+        } else if (kl == 3 && memcmp(key, "tls", 3) == 0) {
             char *colon = strchr(val, ':');     /* "TLSv1.3:CIPHER" */
             if (colon) {
                 *colon = '\0';

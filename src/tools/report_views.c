@@ -34,10 +34,23 @@ void rpd_add(struct rp_delays *d, double secs)
     d->sorted = false;
 }
 
-static int float_cmp(const void *a, const void *b)
+/* Sort non-negative floats: their bit patterns order like unsigned ints,
+ * so an LSD radix sort (four 8-bit passes) does it without comparisons. */
+static void sort_delays(float *v, size_t n)
 {
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
+    uint32_t *a = (uint32_t *)v;
+    uint32_t *tmp = xmalloc(n * sizeof(*tmp));
+    for (int shift = 0; shift < 32; shift += 8) {
+        size_t count[257] = {0};
+        for (size_t i = 0; i < n; i++)
+            count[((a[i] >> shift) & 0xff) + 1]++;
+        for (int b = 0; b < 256; b++)
+            count[b + 1] += count[b];
+        for (size_t i = 0; i < n; i++)
+            tmp[count[(a[i] >> shift) & 0xff]++] = a[i];
+        memcpy(a, tmp, n * sizeof(*a));
+    }
+    free(tmp);
 }
 
 double rpd_pct(struct rp_delays *d, double p)
@@ -45,7 +58,7 @@ double rpd_pct(struct rp_delays *d, double p)
     if (d->n == 0)
         return 0;
     if (!d->sorted) {
-        qsort(d->v, d->n, sizeof(*d->v), float_cmp);
+        sort_delays(d->v, d->n);
         d->sorted = true;
     }
     size_t rank = (size_t)(p / 100.0 * (double)d->n + 0.999999);
@@ -285,7 +298,11 @@ void rps_tls(struct rp_stats *s, const struct rp_ev *e)
 
 static void grey_key(const char *from, const char *to, char *out, size_t outlen)
 {
-    snprintf(out, outlen, "%s|%s", from ? from : "", to ? to : "");
+    size_t n = str_copy(out, from ? from : "", outlen);
+    if (n + 1 < outlen) {
+        out[n] = '|';
+        str_copy(out + n + 1, to ? to : "", outlen - n - 1);
+    }
     str_lower(out);
 }
 
