@@ -58,7 +58,7 @@ enum rp_fmt rp_detect(const struct rp_hdr *h)
 
 static void unparsed(struct rp_ctx *c, const char *orig)
 {
-    c->st.unparsed++;
+    c->lst.unparsed++;
     if (c->unparsed && orig) {
         fputs(orig, c->unparsed);
         fputc('\n', c->unparsed);
@@ -74,11 +74,51 @@ static void run_parser(enum rp_fmt fmt, struct rp_hdr *h, struct rp_ev *e)
     }
 }
 
-void rp_feed_line(struct rp_ctx *c, char *line, size_t len)
+/* Events with a queue id go to the journeys; so do rejects (greylisting
+ * triplets, cleanup rejects end a message), after being counted here. */
+static bool journey_bound(const struct rp_ev *e)
+{
+    switch (e->kind) {
+    case EV_CLIENT: case EV_PICKUP: case EV_MSGID: case EV_QUEUED:
+    case EV_DELIVERY: case EV_REMOVED: case EV_EXPIRED: case EV_NOTICE:
+        return e->qid != NULL && strcmp(e->qid, "NOQUEUE") != 0;
+    case EV_REJECT:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* TLS details that ride on other lines: Exim's X= on arrivals and
+ * deliveries (Postfix 3.11's tls= repeats its own "established" line). */
+static void tls_on_the_side(struct rp_ctx *c, const struct rp_ev *e)
+{
+    if (e->tls_proto == NULL || e->svc == NULL || strcmp(e->svc, "exim") != 0)
+        return;
+    if (e->kind != EV_CLIENT && e->kind != EV_DELIVERY)
+        return;
+    struct rp_ev t;
+    memset(&t, 0, offsetof(struct rp_ev, ip));
+    t.kind = EV_TLS_OK;
+    t.ts = e->ts;
+    t.tls_proto = e->tls_proto;
+    t.tls_cipher = e->tls_cipher;
+    t.outbound = e->kind == EV_DELIVERY;
+    t.client = e->kind == EV_CLIENT ? e->client : NULL;
+    if (e->kind == EV_DELIVERY)
+        rpp_split_client(e->relay, t.host, sizeof(t.host), t.ip, sizeof(t.ip));
+    else {
+        memcpy(t.ip, e->ip, sizeof(t.ip));
+        memcpy(t.host, e->host, sizeof(t.host));
+    }
+    rpj_line_event(c, &t);
+}
+
+bool rp_parse_line(struct rp_ctx *c, char *line, size_t len, struct rp_ev *e)
 {
     static char orig[RP_LINE_MAX + 1];
     bool keep = c->unparsed != NULL || (c->o && c->o->trace);
-    c->st.lines++;
+    c->lst.lines++;
     if (keep) {
         size_t n = len < RP_LINE_MAX ? len : RP_LINE_MAX;
         memcpy(orig, line, n);
@@ -89,31 +129,67 @@ void rp_feed_line(struct rp_ctx *c, char *line, size_t len)
     if (rpl_parse_header(line, &c->year, &h) < 0) {
         if (len > 0)
             unparsed(c, keep ? orig : NULL);
-        return;
+        return false;
     }
     enum rp_fmt fmt = rp_detect(&h);
     if (fmt == RP_FMT_AUTO || (c->o->format != RP_FMT_AUTO && fmt != c->o->format)) {
-        c->st.other++;   /* another program's line (dovecot, amavis, ...) */
-        return;
+        c->lst.other++;   /* another program's line (dovecot, amavis, ...) */
+        return false;
     }
     if ((c->o->since && h.ts < c->o->since) || (c->o->until && h.ts >= c->o->until)) {
-        c->st.filtered_out++;
-        return;
+        c->lst.filtered_out++;
+        return false;
     }
-    rps_day_seen(&c->st, h.ts);
-    struct rp_ev e;
-    memset(&e, 0, offsetof(struct rp_ev, ip));
-    e.ip[0] = e.host[0] = '\0';
-    e.ts = h.ts;
-    run_parser(fmt, &h, &e);
-    if (e.kind == EV_NONE) {
+    rps_day_seen(&c->lst, h.ts);
+    memset(e, 0, offsetof(struct rp_ev, ip));
+    e->ip[0] = e->host[0] = '\0';
+    e->ts = h.ts;
+    run_parser(fmt, &h, e);
+    if (e->kind == EV_NONE) {
         unparsed(c, keep ? orig : NULL);
-        return;
+        return false;
     }
-    c->st.parsed++;
-    c->st.by_fmt[fmt]++;
-    if (e.kind != EV_IGNORED)
+    c->lst.parsed++;
+    c->lst.by_fmt[fmt]++;
+    if (e->kind == EV_IGNORED)
+        return false;
+    tls_on_the_side(c, e);
+    if (e->kind == EV_REJECT || !journey_bound(e))
+        rpj_line_event(c, e);
+    return journey_bound(e);
+}
+
+void rp_feed_line(struct rp_ctx *c, char *line, size_t len)
+{
+    struct rp_ev e;
+    if (rp_parse_line(c, line, len, &e))
         rpj_event(c, &e);
+}
+
+void rp_ctx_init(struct rp_ctx *c, struct rp_opts *o)
+{
+    memset(c, 0, sizeof(*c));
+    c->o = o;
+    rps_init(&c->st, o->bucket);
+    rps_init(&c->lst, o->bucket);
+    rpj_init(c);
+    (void)classify_rule_count();   /* load the rules before any thread runs */
+}
+
+void rp_ctx_finish(struct rp_ctx *c)
+{
+    rpj_finish(c);
+    rps_merge(&c->st, &c->lst);
+    rpv_incidents(&c->st);
+}
+
+void rp_ctx_free(struct rp_ctx *c)
+{
+    rpj_free(c);
+    rpv_free(&c->st);
+    rps_free(&c->st);
+    rpv_free(&c->lst);
+    rps_free(&c->lst);
 }
 
 /* ---- the verb --------------------------------------------------------- */
@@ -269,26 +345,22 @@ int report_main(int argc, char **argv)
         fprintf(stderr, "sluice report: %s\n", err);
         return 1;
     }
-    struct rp_ctx c = {.o = &o};
-    rps_init(&c.st, o.bucket);
-    rpj_init(&c);
+    struct rp_ctx c;
+    rp_ctx_init(&c, &o);
     if (o.unparsed_path && (c.unparsed = fopen(o.unparsed_path, "w")) == NULL) {
         fprintf(stderr, "sluice report: %s: cannot write\n", o.unparsed_path);
-        rps_free(&c.st);
-        rpj_free(&c);
+        rp_ctx_free(&c);
+        classify_free();
         return 1;
     }
     int rc = rpi_run(&c, argv + optind, argc - optind) < 0 ? 1 : 0;
     if (rc == 0) {
-        rpj_finish(&c);
-        rpv_incidents(&c.st);
+        rp_ctx_finish(&c);
         rc = write_outputs(&c);
     }
     if (c.unparsed)
         fclose(c.unparsed);
-    rpj_free(&c);
-    rpv_free(&c.st);
-    rps_free(&c.st);
+    rp_ctx_free(&c);
     classify_free();
     return rc;
 }

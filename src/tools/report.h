@@ -267,6 +267,8 @@ struct rp_stats {
 
 void rps_init(struct rp_stats *s, int64_t bucket);
 void rps_free(struct rp_stats *s);
+/* Fold the line-level statistics (src) into the journey ones (dst). */
+void rps_merge(struct rp_stats *dst, struct rp_stats *src);
 void rps_day_seen(struct rp_stats *s, int64_t ts);
 void rps_bump(struct rp_stats *s, int64_t ts, int which);
 /* Immediate (queue-id-less or reject) events. */
@@ -312,7 +314,8 @@ struct rp_msg {
 
 struct rp_ctx {
     struct rp_opts *o;
-    struct rp_stats st;
+    struct rp_stats st;      /* journeys (and, after rps_merge, everything) */
+    struct rp_stats lst;     /* line-level events: input, TLS, rejects, ... */
     struct dict open;        /* qid -> rp_msg */
     struct dict by_msgid;    /* message-id -> qid (open messages) */
     bool msgid_index;        /* by_msgid is maintained (a filter was seen) */
@@ -323,10 +326,14 @@ struct rp_ctx {
     FILE *unparsed;
     const char *cur_line;    /* raw line (trace mode) */
     size_t open_peak;
+    _Atomic size_t open_now; /* for the progress line (another thread) */
 };
 
 void rpj_init(struct rp_ctx *c);
+/* A journey event (rp_parse_line said so): joins, closes, accounts. */
 void rpj_event(struct rp_ctx *c, struct rp_ev *e);
+/* A line-level event (TLS, reject, warning, ...) into c->lst. */
+void rpj_line_event(struct rp_ctx *c, struct rp_ev *e);
 /* End of input: account the messages still open. */
 void rpj_finish(struct rp_ctx *c);
 void rpj_free(struct rp_ctx *c);
@@ -352,9 +359,19 @@ void rpsm_parse(struct rp_hdr *h, struct rp_ev *e);    /* Sendmail */
 void rpx_parse(struct rp_hdr *h, struct rp_ev *e);     /* Exim */
 /* Which parser a header belongs to (RP_FMT_AUTO when none). */
 enum rp_fmt rp_detect(const struct rp_hdr *h);
-/* Parse one raw line through header, detection and parser, and feed the
- * journeys. Used by the input loop and the fuzz harness. */
+/* Parse one raw line (mutable, NUL-terminated) into e: header, format
+ * detection, parser; line-level events are counted at once (c->lst).
+ * Returns true when e is a journey event for rpj_event(), which may run
+ * later on another thread: e then points only into line and into itself. */
+bool rp_parse_line(struct rp_ctx *c, char *line, size_t len, struct rp_ev *e);
+/* rp_parse_line() then rpj_event(): one line, single-threaded (tests,
+ * the fuzz harness). */
 void rp_feed_line(struct rp_ctx *c, char *line, size_t len);
+/* Set up and tear down a context (the verb and the fuzz harness). */
+void rp_ctx_init(struct rp_ctx *c, struct rp_opts *o);
+/* End of input: close journeys, merge statistics, find incidents. */
+void rp_ctx_finish(struct rp_ctx *c);
+void rp_ctx_free(struct rp_ctx *c);
 
 /* Shared parsing helpers (report_parse_postfix.c). */
 /* Split "host[ip]" / "host [ip]" / "[ip]:port" into name and address. */

@@ -127,7 +127,7 @@ static void progress(struct rp_ctx *c, struct rpi_progress *p, bool final)
         return;
     p->last = now;
     fprintf(stderr, "\rsluice report: %llu lines, %llu MB, %zu messages open   ",
-            (unsigned long long)c->st.lines, (unsigned long long)(p->bytes >> 20),
+            (unsigned long long)c->lst.lines, (unsigned long long)(p->bytes >> 20),
             dict_count(&c->open));
     p->shown = true;
 }
@@ -136,7 +136,7 @@ static void progress(struct rp_ctx *c, struct rpi_progress *p, bool final)
 static void feed(struct rp_ctx *c, char *s, size_t n)
 {
     if (n > RP_LINE_MAX) {
-        c->st.cut++;
+        c->lst.cut++;
         n = RP_LINE_MAX;
     }
     if (n > 0 && s[n - 1] == '\r')
@@ -186,14 +186,14 @@ static int read_one(struct rp_ctx *c, const char *path, struct rpi_progress *pr)
             else
                 feed(c, buf + start, len);
             start += len + 1;
-            if ((c->st.lines & 0x3ffff) == 0)
+            if ((c->lst.lines & 0x3ffff) == 0)
                 progress(c, pr, false);
         }
         have -= start;
         memmove(buf, buf + start, have);
         if (have > RP_LINE_MAX) {
             if (!skipping) {
-                c->st.cut++;
+                c->lst.cut++;
                 feed(c, buf, RP_LINE_MAX);
                 skipping = true;
             }
@@ -262,7 +262,7 @@ int rpi_run(struct rp_ctx *c, char **files, int nfiles)
         progress(c, &pr, true);
         fputc('\n', stderr);
     }
-    c->st.bytes = pr.bytes;
+    c->lst.bytes = pr.bytes;
     free(f);
     return rc;
 }

@@ -312,16 +312,14 @@ static bool qid_event(enum rp_ev_kind k)
     }
 }
 
-static void line_event(struct rp_ctx *c, struct rp_ev *e)
+void rpj_line_event(struct rp_ctx *c, struct rp_ev *e)
 {
-    struct rp_stats *s = &c->st;
+    struct rp_stats *s = &c->lst;
     const struct rp_opts *o = c->o;
     if (o->client && !rpv_client_match(o->client, e->host, e->ip))
         return;
     if (o->domain || o->provider) {
-        if (e->kind != EV_REJECT)
-            return;
-        if (o->provider)
+        if (e->kind != EV_REJECT || o->provider)
             return;
         if (!rpv_domain_match(o->domain, e->to) && !rpv_domain_match(o->domain, e->from))
             return;
@@ -329,7 +327,6 @@ static void line_event(struct rp_ctx *c, struct rp_ev *e)
     switch (e->kind) {
     case EV_REJECT:
         rps_reject(s, e);
-        rpv_grey_reject(s, e);
         break;
     case EV_TLS_OK:
     case EV_TLS_FAIL:
@@ -339,6 +336,20 @@ static void line_event(struct rp_ctx *c, struct rp_ev *e)
         rps_simple(s, e);
         break;
     }
+}
+
+/* A reject on the journey side: greylisting triplets (same filters). */
+static void grey_event(struct rp_ctx *c, const struct rp_ev *e)
+{
+    const struct rp_opts *o = c->o;
+    if (o->client && !rpv_client_match(o->client, e->host, e->ip))
+        return;
+    if (o->provider)
+        return;
+    if (o->domain && !rpv_domain_match(o->domain, e->to) &&
+        !rpv_domain_match(o->domain, e->from))
+        return;
+    rpv_grey_reject(&c->st, e);
 }
 
 /* A message that cleanup rejected or discarded is gone: close it. */
@@ -358,12 +369,13 @@ void rpj_event(struct rp_ctx *c, struct rp_ev *e)
 {
     enum rp_fmt fmt = (enum rp_fmt)(e->svc && strcmp(e->svc, "sendmail") == 0
                                         ? RP_FMT_SENDMAIL : RP_FMT_POSTFIX);
-    if (!qid_event(e->kind) || e->qid == NULL || strcmp(e->qid, "NOQUEUE") == 0) {
-        line_event(c, e);
-        if (e->kind == EV_REJECT)
-            rejected_in_queue(c, e);
+    if (e->kind == EV_REJECT) {
+        grey_event(c, e);
+        rejected_in_queue(c, e);
         return;
     }
+    if (!qid_event(e->kind) || e->qid == NULL || strcmp(e->qid, "NOQUEUE") == 0)
+        return;
     struct rp_msg *m = get_msg(c, e->qid, e->ts);
     m->last_ts = e->ts;
     if (trace_on(c) && c->cur_line) {
@@ -386,15 +398,6 @@ void rpj_event(struct rp_ctx *c, struct rp_ev *e)
         break;
     case EV_DELIVERY:
         on_delivery(c, m, e, fmt);
-        /* Exim logs TLS only on the delivery line (X=); Postfix 3.11's
-         * tls= repeats what the "TLS connection established" line said */
-        if (e->tls_proto && e->svc && strcmp(e->svc, "exim") == 0) {
-            struct rp_ev t = *e;
-            t.kind = EV_TLS_OK;
-            t.outbound = true;
-            rpp_split_client(e->relay, t.host, sizeof(t.host), t.ip, sizeof(t.ip));
-            rps_tls(&c->st, &t);
-        }
         break;
     case EV_EXPIRED:
         m->expired = true;
@@ -410,11 +413,6 @@ void rpj_event(struct rp_ctx *c, struct rp_ev *e)
         break;
     default:
         break;
-    }
-    if ((e->kind == EV_CLIENT) && e->tls_proto) {
-        struct rp_ev t = *e;
-        t.kind = EV_TLS_OK;
-        rps_tls(&c->st, &t);
     }
     if (m->removed)
         close_msg(c, m);

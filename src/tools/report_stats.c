@@ -577,3 +577,104 @@ void rps_account(struct rp_ctx *c, struct rp_msg *m)
     if (deferred)
         s->t.deferred++;
 }
+
+/* ---- merging the line-level statistics -------------------------------- */
+
+static void swap_dict(struct dict *a, struct dict *b)
+{
+    struct dict t = *a;
+    *a = *b;
+    *b = t;
+}
+
+static void move_entries(struct dict *dst, struct dict *src)
+{
+    if (src->free_val == NULL && src->cap == 0)
+        return;
+    if (dst->free_val == NULL && dst->cap == 0) {
+        swap_dict(dst, src);
+        return;
+    }
+    size_t pos = 0;
+    const char *k;
+    void *v;
+    while (dict_next(src, &pos, &k, &v))
+        dict_set(dst, k, v);
+    src->free_val = NULL;        /* the values belong to dst now */
+    dict_free(src);
+}
+
+static void add_totals(struct rp_totals *d, const struct rp_totals *s)
+{
+    uint64_t *dp = (uint64_t *)d;
+    const uint64_t *sp = (const uint64_t *)s;
+    for (size_t i = 0; i < sizeof(*d) / sizeof(uint64_t); i++)
+        dp[i] += sp[i];
+}
+
+static void merge_days(struct rp_stats *dst, struct rp_stats *src)
+{
+    size_t pos = 0;
+    const char *k;
+    void *v;
+    while (dict_next(&src->per_day, &pos, &k, &v)) {
+        uint64_t *row = dict_get(&dst->per_day, k);
+        if (row == NULL) {
+            row = xcalloc(SER__N, sizeof(*row));
+            dict_set(&dst->per_day, k, row);
+        }
+        for (int i = 0; i < SER__N; i++)
+            row[i] += ((uint64_t *)v)[i];
+    }
+    pos = 0;
+    while (dict_next(&src->days_seen, &pos, &k, &v))
+        dict_set(&dst->days_seen, k, (void *)1);
+    for (int h = 0; h < 24; h++)
+        for (int i = 0; i < SER__N; i++)
+            dst->per_hour[h][i] += src->per_hour[h][i];
+    for (size_t p = 0; p < src->series.n; p++)
+        for (int i = 0; i < SER__N; i++)
+            if (src->series.v[p][i])
+                rps_series_add(&dst->series, (src->series.base + (int64_t)p) *
+                               src->series.width, i, src->series.v[p][i]);
+    if (src->first_ts && (dst->first_ts == 0 || src->first_ts < dst->first_ts))
+        dst->first_ts = src->first_ts;
+    if (src->last_ts > dst->last_ts)
+        dst->last_ts = src->last_ts;
+}
+
+void rps_merge(struct rp_stats *dst, struct rp_stats *src)
+{
+    add_totals(&dst->t, &src->t);
+    merge_days(dst, src);
+    dst->lines += src->lines;
+    dst->parsed += src->parsed;
+    dst->unparsed += src->unparsed;
+    dst->other += src->other;
+    dst->cut += src->cut;
+    dst->filtered_out += src->filtered_out;
+    dst->bytes += src->bytes;
+    for (int i = 0; i < RP_FMT__COUNT; i++)
+        dst->by_fmt[i] += src->by_fmt[i];
+    dst->tls_in_ok += src->tls_in_ok;
+    dst->tls_in_fail += src->tls_in_fail;
+    dst->tls_out_ok += src->tls_out_ok;
+    dst->tls_out_fail += src->tls_out_fail;
+    dst->lost_starttls += src->lost_starttls;
+    /* these are only ever filled on the line side */
+    struct dict *only[][2] = {
+        {&dst->rejects, &src->rejects}, {&dst->warns, &src->warns},
+        {&dst->holds, &src->holds}, {&dst->discards, &src->discards},
+        {&dst->warnings, &src->warnings}, {&dst->fatals, &src->fatals},
+        {&dst->panics, &src->panics}, {&dst->master, &src->master},
+        {&dst->smtp_fail, &src->smtp_fail}, {&dst->postscreen, &src->postscreen},
+        {&dst->tls_net_hours, &src->tls_net_hours},
+        {&dst->tls_in_proto, &src->tls_in_proto}, {&dst->tls_in_cipher, &src->tls_in_cipher},
+        {&dst->tls_out_proto, &src->tls_out_proto},
+        {&dst->tls_out_cipher, &src->tls_out_cipher},
+        {&dst->tls_hosts, &src->tls_hosts}, {&dst->tls_nets, &src->tls_nets},
+    };
+    for (size_t i = 0; i < sizeof(only) / sizeof(only[0]); i++)
+        swap_dict(only[i][0], only[i][1]);
+    move_entries(&dst->tracks, &src->tracks);
+}

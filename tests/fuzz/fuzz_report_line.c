@@ -25,9 +25,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     o.format = (enum rp_fmt)(data[0] % RP_FMT__COUNT);
     if (data[0] & 0x10)
         o.trace = "3F1A21C0E8B";
-    struct rp_ctx c = {.o = &o};
-    rps_init(&c.st, o.bucket);
-    rpj_init(&c);
+    struct rp_ctx c;
+    rp_ctx_init(&c, &o);
     c.year.year = 2024;
     c.year.fixed = true;
     static char line[RP_LINE_MAX + 1];
@@ -44,8 +43,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         rp_feed_line(&c, line, m);
         p += n + 1;
     }
-    rpj_finish(&c);
-    rpv_incidents(&c.st);
+    rp_ctx_finish(&c);
     if (o.trace) {
         rp_trace_text(&c, devnull);
         rp_trace_json(&c, devnull);
@@ -53,8 +51,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         rp_text(&c, devnull);
         rp_json(&c, devnull);
     }
-    rpj_free(&c);
-    rpv_free(&c.st);
-    rps_free(&c.st);
+    rp_ctx_free(&c);
     return 0;
 }
