@@ -4,11 +4,20 @@
  * maillog.1, maillog). Lines are bounded (RP_LINE_MAX; longer ones are cut
  * and counted), NUL bytes are replaced, and a progress line goes to stderr
  * when it is a terminal.
+ *
+ * Two stages on two threads when the machine has two cores: this thread
+ * reads and parses lines into batches of events (each batch owns the input
+ * chunk its events point into); a second thread joins them into journeys
+ * and accounts them. Batches circulate through two bounded queues, so
+ * memory stays fixed. --trace, one core, or SLUICE_REPORT_THREADS=1 run
+ * everything on one thread, line by line.
  */
 #include "tools/report.h"
 #include "lib/xalloc.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,8 +26,35 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#define RPI_CHUNK (256 * 1024)
+#define RPI_CHUNK (64 * 1024)
 #define RPI_PEEK_LINES 200
+#define RPI_EVENTS 1024          /* journey events per batch */
+#define RPI_BATCHES 4
+#define RPI_BUF (2 * RPI_CHUNK + RP_LINE_MAX + 2)
+
+struct rpi_batch {
+    char *buf;                   /* the input the events point into */
+    size_t len;
+    struct rp_ev *ev;
+    size_t nev;
+    bool last;                   /* end of input */
+};
+
+struct rpi_queue {
+    struct rpi_batch *v[RPI_BATCHES];
+    size_t head, n;
+};
+
+struct rpi_pipe {
+    struct rp_ctx *c;
+    bool threaded, immediate;
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct rpi_queue full, free;
+    struct rpi_batch b[RPI_BATCHES];
+    struct rpi_batch *cur;       /* the batch being filled */
+};
 
 struct rpi_file {
     const char *path;
@@ -128,13 +164,136 @@ static void progress(struct rp_ctx *c, struct rpi_progress *p, bool final)
     p->last = now;
     fprintf(stderr, "\rsluice report: %llu lines, %llu MB, %zu messages open   ",
             (unsigned long long)c->lst.lines, (unsigned long long)(p->bytes >> 20),
-            dict_count(&c->open));
+            atomic_load_explicit(&c->open_now, memory_order_relaxed));
     p->shown = true;
 }
 
-/* Feed a line of n bytes at s (s[n] is writable). */
-static void feed(struct rp_ctx *c, char *s, size_t n)
+/* ---- the batch pipeline ----------------------------------------------- */
+
+static void q_push(struct rpi_queue *q, struct rpi_batch *b)
 {
+    q->v[(q->head + q->n++) % RPI_BATCHES] = b;
+}
+
+static struct rpi_batch *q_pop(struct rpi_queue *q)
+{
+    struct rpi_batch *b = q->v[q->head];
+    q->head = (q->head + 1) % RPI_BATCHES;
+    q->n--;
+    return b;
+}
+
+/* Take a batch from queue q, waiting for one. */
+static struct rpi_batch *take(struct rpi_pipe *p, struct rpi_queue *q)
+{
+    pthread_mutex_lock(&p->mu);
+    while (q->n == 0)
+        pthread_cond_wait(&p->cv, &p->mu);
+    struct rpi_batch *b = q_pop(q);
+    pthread_mutex_unlock(&p->mu);
+    return b;
+}
+
+static void give(struct rpi_pipe *p, struct rpi_queue *q, struct rpi_batch *b)
+{
+    pthread_mutex_lock(&p->mu);
+    q_push(q, b);
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void run_batch(struct rp_ctx *c, struct rpi_batch *b)
+{
+    for (size_t i = 0; i < b->nev; i++)
+        rpj_event(c, &b->ev[i]);
+    atomic_store_explicit(&c->open_now, dict_count(&c->open), memory_order_relaxed);
+}
+
+static void *journey_thread(void *arg)
+{
+    struct rpi_pipe *p = arg;
+    for (;;) {
+        struct rpi_batch *b = take(p, &p->full);
+        bool last = b->last;
+        run_batch(p->c, b);
+        give(p, &p->free, b);
+        if (last)
+            return NULL;
+    }
+}
+
+static bool want_threads(const struct rp_ctx *c)
+{
+    const char *env = getenv("SLUICE_REPORT_THREADS");
+    if (env && strcmp(env, "1") == 0)
+        return false;
+    return c->o->trace == NULL && sysconf(_SC_NPROCESSORS_ONLN) > 1;
+}
+
+static void pipe_start(struct rpi_pipe *p, struct rp_ctx *c)
+{
+    memset(p, 0, sizeof(*p));
+    p->c = c;
+    p->immediate = c->o->trace != NULL;
+    for (int i = 0; i < RPI_BATCHES; i++) {
+        p->b[i].buf = xmalloc(RPI_BUF);
+        p->b[i].ev = xmalloc(RPI_EVENTS * sizeof(*p->b[i].ev));
+        q_push(&p->free, &p->b[i]);
+    }
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    p->threaded = want_threads(c) &&
+                  pthread_create(&p->th, NULL, journey_thread, p) == 0;
+    p->cur = q_pop(&p->free);
+    p->cur->len = p->cur->nev = 0;
+}
+
+/* Hand the current batch to the journeys and start a new one holding the
+ * `keep` bytes at `from` (a partial line). */
+static void pipe_flush(struct rpi_pipe *p, const char *from, size_t keep, bool last)
+{
+    struct rpi_batch *b = p->cur;
+    b->last = last;
+    struct rpi_batch *n;
+    if (p->threaded) {
+        give(p, &p->full, b);
+        n = last ? NULL : take(p, &p->free);
+    } else {
+        run_batch(p->c, b);
+        n = b;
+    }
+    if (n == NULL) {
+        p->cur = NULL;
+        return;
+    }
+    if (keep)
+        memmove(n->buf, from, keep);
+    n->len = keep;
+    n->nev = 0;
+    n->last = false;
+    p->cur = n;
+}
+
+static void pipe_stop(struct rpi_pipe *p)
+{
+    if (p->cur)
+        pipe_flush(p, NULL, 0, true);
+    if (p->threaded) {
+        pthread_join(p->th, NULL);
+        p->threaded = false;
+    }
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    for (int i = 0; i < RPI_BATCHES; i++) {
+        free(p->b[i].buf);
+        free(p->b[i].ev);
+    }
+}
+
+/* Parse a line of n bytes at s (s[n] is writable) into the current batch. */
+static void feed(struct rpi_pipe *p, char *s, size_t n)
+{
+    struct rp_ctx *c = p->c;
     if (n > RP_LINE_MAX) {
         c->lst.cut++;
         n = RP_LINE_MAX;
@@ -142,12 +301,20 @@ static void feed(struct rp_ctx *c, char *s, size_t n)
     if (n > 0 && s[n - 1] == '\r')
         n--;
     s[n] = '\0';
-    for (char *p = memchr(s, '\0', n); p; p = memchr(p, '\0', n - (size_t)(p - s)))
-        *p = '?';
-    rp_feed_line(c, s, n);
+    for (char *q = memchr(s, '\0', n); q; q = memchr(q, '\0', n - (size_t)(q - s)))
+        *q = '?';
+    struct rpi_batch *b = p->cur;
+    struct rp_ev *e = &b->ev[b->nev];
+    if (!rp_parse_line(c, s, n, e))
+        return;
+    if (p->immediate)
+        rpj_event(c, e);      /* --trace: the raw line goes with the event */
+    else
+        b->nev++;
 }
 
-static int read_one(struct rp_ctx *c, const char *path, struct rpi_progress *pr)
+static int read_one(struct rp_ctx *c, struct rpi_pipe *p, const char *path,
+                    struct rpi_progress *pr)
 {
     int fd = open_plain(path);
     gzFile gz = fd >= 0 ? NULL : open_gz(path);
@@ -157,55 +324,67 @@ static int read_one(struct rp_ctx *c, const char *path, struct rpi_progress *pr)
     }
     if (gz)
         gzbuffer(gz, 128 * 1024);
-    char *buf = xmalloc(RPI_CHUNK + RP_LINE_MAX + 2);
-    size_t have = 0;
     bool skipping = false;
-    int rc = 0;
     for (;;) {
-        int n = read_some(fd, gz, buf + have, RPI_CHUNK);
+        struct rpi_batch *b = p->cur;
+        int n = read_some(fd, gz, b->buf + b->len, RPI_CHUNK);
         if (n < 0) {
             int err;
             fprintf(stderr, "sluice report: %s: read error: %s (the rest of the file "
                     "is skipped)\n", path, gz ? gzerror(gz, &err) : strerror(errno));
-            rc = 0;
             break;
         }
         if (n == 0) {
-            if (have > 0 && !skipping)
-                feed(c, buf, have);
+            if (b->len > 0 && !skipping)
+                feed(p, b->buf, b->len);
+            /* the next file must not overwrite what these events point to */
+            if (b->nev > 0)
+                pipe_flush(p, NULL, 0, false);
+            else
+                b->len = 0;
             break;
         }
         pr->bytes += (uint64_t)n;
-        have += (size_t)n;
+        b->len += (size_t)n;
         size_t start = 0;
         char *nl;
-        while ((nl = memchr(buf + start, '\n', have - start)) != NULL) {
-            size_t len = (size_t)(nl - (buf + start));
+        while ((nl = memchr(b->buf + start, '\n', b->len - start)) != NULL) {
+            if (b->nev == RPI_EVENTS) {            /* full: go on in a new batch */
+                pipe_flush(p, b->buf + start, b->len - start, false);
+                b = p->cur;
+                start = 0;
+                continue;
+            }
+            size_t len = (size_t)(nl - (b->buf + start));
             if (skipping)
                 skipping = false;
             else
-                feed(c, buf + start, len);
+                feed(p, b->buf + start, len);
             start += len + 1;
             if ((c->lst.lines & 0x3ffff) == 0)
                 progress(c, pr, false);
         }
-        have -= start;
-        memmove(buf, buf + start, have);
-        if (have > RP_LINE_MAX) {
-            if (!skipping) {
+        size_t rest = b->len - start;
+        if (rest > RP_LINE_MAX) {
+            if (!skipping && b->nev < RPI_EVENTS) {
                 c->lst.cut++;
-                feed(c, buf, RP_LINE_MAX);
+                feed(p, b->buf + start, RP_LINE_MAX);
                 skipping = true;
             }
-            have = 0;
+            rest = 0;
+        }
+        if (b->nev > 0 || p->threaded)
+            pipe_flush(p, b->buf + start, rest, false);
+        else {
+            memmove(b->buf, b->buf + start, rest);
+            b->len = rest;
         }
     }
-    free(buf);
     if (gz)
         gzclose(gz);
     else
         close(fd);
-    return rc;
+    return 0;
 }
 
 static void set_reference(struct rp_ctx *c, const struct rpi_file *first)
@@ -255,9 +434,12 @@ int rpi_run(struct rp_ctx *c, char **files, int nfiles)
     set_reference(c, &f[0]);
     struct rpi_progress pr = {.on = c->o->progress || isatty(STDERR_FILENO)};
     clock_gettime(CLOCK_MONOTONIC, &pr.last);
+    struct rpi_pipe p;
+    pipe_start(&p, c);
     int rc = 0;
     for (int i = 0; i < nfiles && rc == 0; i++)
-        rc = read_one(c, f[i].path, &pr);
+        rc = read_one(c, &p, f[i].path, &pr);
+    pipe_stop(&p);
     if (pr.shown) {
         progress(c, &pr, true);
         fputc('\n', stderr);
