@@ -75,43 +75,19 @@ static void run_parser(enum rp_fmt fmt, struct rp_hdr *h, struct rp_ev *e)
 }
 
 /* Events with a queue id go to the journeys; so do rejects (greylisting
- * triplets, cleanup rejects end a message), after being counted here. */
+ * triplets, cleanup rejects end a message), after being counted here, and
+ * TLS events (the journey thread has more time to spare). */
 static bool journey_bound(const struct rp_ev *e)
 {
     switch (e->kind) {
     case EV_CLIENT: case EV_PICKUP: case EV_MSGID: case EV_QUEUED:
     case EV_DELIVERY: case EV_REMOVED: case EV_EXPIRED: case EV_NOTICE:
         return e->qid != NULL && strcmp(e->qid, "NOQUEUE") != 0;
-    case EV_REJECT:
+    case EV_REJECT: case EV_TLS_OK: case EV_TLS_FAIL:
         return true;
     default:
         return false;
     }
-}
-
-/* TLS details that ride on other lines: Exim's X= on arrivals and
- * deliveries (Postfix 3.11's tls= repeats its own "established" line). */
-static void tls_on_the_side(struct rp_ctx *c, const struct rp_ev *e)
-{
-    if (e->tls_proto == NULL || e->svc == NULL || strcmp(e->svc, "exim") != 0)
-        return;
-    if (e->kind != EV_CLIENT && e->kind != EV_DELIVERY)
-        return;
-    struct rp_ev t;
-    memset(&t, 0, offsetof(struct rp_ev, ip));
-    t.kind = EV_TLS_OK;
-    t.ts = e->ts;
-    t.tls_proto = e->tls_proto;
-    t.tls_cipher = e->tls_cipher;
-    t.outbound = e->kind == EV_DELIVERY;
-    t.client = e->kind == EV_CLIENT ? e->client : NULL;
-    if (e->kind == EV_DELIVERY)
-        rpp_split_client(e->relay, t.host, sizeof(t.host), t.ip, sizeof(t.ip));
-    else {
-        memcpy(t.ip, e->ip, sizeof(t.ip));
-        memcpy(t.host, e->host, sizeof(t.host));
-    }
-    rpj_line_event(c, &t);
 }
 
 bool rp_parse_line(struct rp_ctx *c, char *line, size_t len, struct rp_ev *e)
@@ -153,7 +129,6 @@ bool rp_parse_line(struct rp_ctx *c, char *line, size_t len, struct rp_ev *e)
     c->lst.by_fmt[fmt]++;
     if (e->kind == EV_IGNORED)
         return false;
-    tls_on_the_side(c, e);
     if (e->kind == EV_REJECT || !journey_bound(e))
         rpj_line_event(c, e);
     return journey_bound(e);

@@ -17,6 +17,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <stddef.h>
 #include <strings.h>
 
 #define RPJ_MAX_ATTEMPTS 4096    /* per message; more are counted only */
@@ -312,6 +313,17 @@ static bool qid_event(enum rp_ev_kind k)
     }
 }
 
+/* TLS handshakes, on the journey thread (filters as for line events). */
+static void tls_event(struct rp_ctx *c, const struct rp_ev *e)
+{
+    const struct rp_opts *o = c->o;
+    if (o->client && !rpv_client_match(o->client, e->host, e->ip))
+        return;
+    if (o->domain || o->provider)
+        return;
+    rps_tls(&c->st, e);
+}
+
 void rpj_line_event(struct rp_ctx *c, struct rp_ev *e)
 {
     struct rp_stats *s = &c->lst;
@@ -336,6 +348,31 @@ void rpj_line_event(struct rp_ctx *c, struct rp_ev *e)
         rps_simple(s, e);
         break;
     }
+}
+
+/* TLS details that ride on other lines: Exim's X= on arrivals and
+ * deliveries (Postfix 3.11's tls= repeats its own "established" line). */
+static void tls_on_the_side(struct rp_ctx *c, const struct rp_ev *e)
+{
+    if (e->tls_proto == NULL || e->svc == NULL || strcmp(e->svc, "exim") != 0)
+        return;
+    if (e->kind != EV_CLIENT && e->kind != EV_DELIVERY)
+        return;
+    struct rp_ev t;
+    memset(&t, 0, offsetof(struct rp_ev, ip));
+    t.kind = EV_TLS_OK;
+    t.ts = e->ts;
+    t.tls_proto = e->tls_proto;
+    t.tls_cipher = e->tls_cipher;
+    t.outbound = e->kind == EV_DELIVERY;
+    t.client = e->kind == EV_CLIENT ? e->client : NULL;
+    if (e->kind == EV_DELIVERY) {
+        rpp_split_client(e->relay, t.host, sizeof(t.host), t.ip, sizeof(t.ip));
+    } else {
+        memcpy(t.ip, e->ip, sizeof(t.ip));
+        memcpy(t.host, e->host, sizeof(t.host));
+    }
+    tls_event(c, &t);
 }
 
 /* A reject on the journey side: greylisting triplets (same filters). */
@@ -374,6 +411,11 @@ void rpj_event(struct rp_ctx *c, struct rp_ev *e)
         rejected_in_queue(c, e);
         return;
     }
+    if (e->kind == EV_TLS_OK || e->kind == EV_TLS_FAIL) {
+        tls_event(c, e);
+        return;
+    }
+    tls_on_the_side(c, e);
     if (!qid_event(e->kind) || e->qid == NULL || strcmp(e->qid, "NOQUEUE") == 0)
         return;
     struct rp_msg *m = get_msg(c, e->qid, e->ts);

@@ -240,9 +240,8 @@ static int parse_host_prog(char *p, struct rp_hdr *h)
         return -1;
     p++;
     h->host = p;
-    while (*p && *p != ' ')
-        p++;
-    if (*p != ' ')
+    p = strchr(p, ' ');
+    if (p == NULL)
         return -1;
     *p++ = '\0';
     return parse_prog(p, h);

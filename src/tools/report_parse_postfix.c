@@ -209,13 +209,15 @@ static char *cut_from(char *p)
 /* Common message forms: warning/fatal/panic. Returns true if handled. */
 static bool p_severity(char *msg, struct rp_ev *e)
 {
-    static const struct { const char *pfx; enum rp_ev_kind k; } sev[] = {
-        {"warning: ", EV_WARNING}, {"fatal: ", EV_FATAL}, {"panic: ", EV_PANIC},
-        {"error: ", EV_IGNORED},
+    static const struct { const char *pfx; size_t n; enum rp_ev_kind k; } sev[] = {
+        {"warning: ", 9, EV_WARNING}, {"fatal: ", 7, EV_FATAL}, {"panic: ", 7, EV_PANIC},
+        {"error: ", 7, EV_IGNORED},
     };
+    if (msg[0] != 'w' && msg[0] != 'f' && msg[0] != 'p' && msg[0] != 'e')
+        return false;
     for (size_t i = 0; i < sizeof(sev) / sizeof(sev[0]); i++) {
-        size_t n = strlen(sev[i].pfx);
-        if (strncmp(msg, sev[i].pfx, n) == 0) {
+        size_t n = sev[i].n;
+        if (msg[0] == sev[i].pfx[0] && strncmp(msg, sev[i].pfx, n) == 0) {
             e->kind = sev[i].k;
             e->text = msg + n;
             /* TLS handshake trouble reported as a warning */
@@ -270,15 +272,15 @@ static void p_reject(char *kind, char *rest, struct rp_ev *e)
 
 static bool p_session(char *msg, struct rp_ev *e)
 {
-    static const struct { const char *pfx; enum rp_ev_kind k; } forms[] = {
-        {"connect from ", EV_CONNECT},       {"disconnect from ", EV_IGNORED},
-        {"lost connection after ", EV_LOST}, {"timeout after ", EV_LOST},
-        {"too many errors after ", EV_LOST}, {"SSL_accept error from ", EV_TLS_FAIL},
-        {"SSL_connect error to ", EV_TLS_FAIL},
+    static const struct { const char *pfx; size_t n; enum rp_ev_kind k; } forms[] = {
+        {"connect from ", 13, EV_CONNECT},       {"disconnect from ", 16, EV_IGNORED},
+        {"lost connection after ", 22, EV_LOST}, {"timeout after ", 14, EV_LOST},
+        {"too many errors after ", 22, EV_LOST}, {"SSL_accept error from ", 22, EV_TLS_FAIL},
+        {"SSL_connect error to ", 21, EV_TLS_FAIL},
     };
     for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
-        size_t n = strlen(forms[i].pfx);
-        if (strncmp(msg, forms[i].pfx, n) != 0)
+        size_t n = forms[i].n;
+        if (msg[0] != forms[i].pfx[0] || strncmp(msg, forms[i].pfx, n) != 0)
             continue;
         e->kind = forms[i].k;
         e->text = msg;

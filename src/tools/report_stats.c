@@ -661,18 +661,14 @@ void rps_merge(struct rp_stats *dst, struct rp_stats *src)
     dst->tls_out_ok += src->tls_out_ok;
     dst->tls_out_fail += src->tls_out_fail;
     dst->lost_starttls += src->lost_starttls;
-    /* these are only ever filled on the line side */
+    /* these are only ever filled on the line side (TLS is on the journey
+     * side: the journey thread has time to spare) */
     struct dict *only[][2] = {
         {&dst->rejects, &src->rejects}, {&dst->warns, &src->warns},
         {&dst->holds, &src->holds}, {&dst->discards, &src->discards},
         {&dst->warnings, &src->warnings}, {&dst->fatals, &src->fatals},
         {&dst->panics, &src->panics}, {&dst->master, &src->master},
         {&dst->smtp_fail, &src->smtp_fail}, {&dst->postscreen, &src->postscreen},
-        {&dst->tls_net_hours, &src->tls_net_hours},
-        {&dst->tls_in_proto, &src->tls_in_proto}, {&dst->tls_in_cipher, &src->tls_in_cipher},
-        {&dst->tls_out_proto, &src->tls_out_proto},
-        {&dst->tls_out_cipher, &src->tls_out_cipher},
-        {&dst->tls_hosts, &src->tls_hosts}, {&dst->tls_nets, &src->tls_nets},
     };
     for (size_t i = 0; i < sizeof(only) / sizeof(only[0]); i++)
         swap_dict(only[i][0], only[i][1]);
