@@ -188,6 +188,7 @@ struct rp_prov_stat {
     char *example[RC__COUNT];
     struct rp_delays e2e;
     struct dict domains;         /* domain -> rp_count */
+    struct rp_track *track;      /* its incident track (named providers) */
 };
 
 struct rp_tls_stat { uint64_t ok, fail, lost_starttls, connects; char *last_reason; };
@@ -244,6 +245,8 @@ struct rp_stats {
     /* views */
     struct dict providers;        /* name -> rp_prov_stat */
     struct dict prov_by_host, prov_by_dom;  /* provider caches */
+    const char *last_prov;        /* ... and the last provider's stats */
+    struct rp_prov_stat *last_prov_stat;
     uint64_t cls[RC__COUNT];      /* deferral+bounce replies by class */
     char *cls_example[RC__COUNT];
     struct dict tls_hosts, tls_nets;   /* -> rp_tls_stat */

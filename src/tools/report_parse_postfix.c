@@ -88,14 +88,26 @@ bool rpp_is_qid(const char *s, size_t n)
         return true;
     if (n < 5 || n > 20)
         return false;
-    bool hex = true;
+    /* 2: upper-case hex digit, 1: other alphanumeric, 0: anything else */
+    static const unsigned char cls[256] = {
+        ['0'] = 2, ['1'] = 2, ['2'] = 2, ['3'] = 2, ['4'] = 2, ['5'] = 2, ['6'] = 2,
+        ['7'] = 2, ['8'] = 2, ['9'] = 2, ['A'] = 2, ['B'] = 2, ['C'] = 2, ['D'] = 2,
+        ['E'] = 2, ['F'] = 2, ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1,
+        ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1,
+        ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1,
+        ['Z'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1,
+        ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1,
+        ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1,
+        ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+    };
+    unsigned all = 2;
     for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (!isalnum(ch))
+        unsigned char k = cls[(unsigned char)s[i]];
+        if (k == 0)
             return false;
-        if (!(isdigit(ch) || (ch >= 'A' && ch <= 'F')))
-            hex = false;
+        all &= k;
     }
+    bool hex = all == 2;
     /* short ids are upper-case hex; long ids (enable_long_queue_ids) mix
      * case and contain a 'z' separator */
     return hex || (n >= 12 && memchr(s, 'z', n) != NULL);

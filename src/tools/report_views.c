@@ -148,11 +148,9 @@ static struct rp_track *track_get(struct rp_stats *s, const char *key, bool tls)
     return t;
 }
 
-static void track_add(struct rp_stats *s, const char *key, bool tls, int64_t ts,
-                      bool failed, enum reply_class cls, const char *example,
-                      bool new_msg)
+static void track_add_t(struct rp_stats *s, struct rp_track *t, int64_t ts, bool failed,
+                        enum reply_class cls, const char *example, bool new_msg)
 {
-    struct rp_track *t = track_get(s, key, tls);
     int64_t idx = ts / s->bucket;
     struct rp_bucket *b = (t->last_b && t->last_idx == idx) ? t->last_b : NULL;
     if (b == NULL) {
@@ -183,6 +181,13 @@ static void track_add(struct rp_stats *s, const char *key, bool tls, int64_t ts,
         b->cls[cls]++;
     if (cls < RC__COUNT && t->example[cls] == NULL && example)
         t->example[cls] = xstrdup(example);
+}
+
+static void track_add(struct rp_stats *s, const char *key, bool tls, int64_t ts,
+                      bool failed, enum reply_class cls, const char *example,
+                      bool new_msg)
+{
+    track_add_t(s, track_get(s, key, tls), ts, failed, cls, example, new_msg);
 }
 
 /* ---- TLS -------------------------------------------------------------- */
@@ -439,18 +444,28 @@ static void account_attempt(struct rp_stats *s, const struct rp_msg *m,
     const char *rcpt = m->rcpts[a->rcpt];
     const char *dom = rps_domain_of(rcpt);
     const char *prov = cached_provider(s, host, dom);
-    struct rp_prov_stat *p = prov_stat(s, prov);
+    struct rp_prov_stat *p = prov == s->last_prov ? s->last_prov_stat : prov_stat(s, prov);
+    s->last_prov = prov;
+    s->last_prov_stat = p;
     bool first = first_for(f, prov);
     if (first)
         p->messages++;
     rpt_add(&p->domains, dom, NULL, NULL, 1);
-    const char *kname = strcmp(prov, "other") ? prov : dom;
-    size_t kl = strlen(kname);
-    if (kl > sizeof(key) - 6)
-        kl = sizeof(key) - 6;
-    memcpy(key, "dest:", 5);
-    memcpy(key + 5, kname, kl);
-    key[5 + kl] = '\0';
+    /* the incident track: the provider's, or the domain's for "other" */
+    bool named = strcmp(prov, "other") != 0;
+    struct rp_track *t = named ? p->track : NULL;
+    if (t == NULL) {
+        const char *kname = named ? prov : dom;
+        size_t kl = strlen(kname);
+        if (kl > sizeof(key) - 6)
+            kl = sizeof(key) - 6;
+        memcpy(key, "dest:", 5);
+        memcpy(key + 5, kname, kl);
+        key[5 + kl] = '\0';
+        t = track_get(s, key, false);
+        if (named)
+            p->track = t;
+    }
     double offset = m->is_child ? (double)(m->arrival - m->root_arrival) : 0;
     switch (a->status) {
     case ST_SENT: {
@@ -466,7 +481,7 @@ static void account_attempt(struct rp_stats *s, const struct rp_msg *m,
             s->grey.out_delivered++;
             rpd_add(&s->grey.out_delay, (double)(a->ts - grey_first[a->rcpt]));
         }
-        track_add(s, key, false, a->ts, false, RC_UNKNOWN, NULL, false);
+        track_add_t(s, t, a->ts, false, RC_UNKNOWN, NULL, false);
         break;
     }
     case ST_DEFERRED:
@@ -481,13 +496,13 @@ static void account_attempt(struct rp_stats *s, const struct rp_msg *m,
             rpt_add(&s->grey.out_by_dest, strcmp(prov, "other") ? prov : dom, NULL,
                     NULL, 1);
         }
-        track_add(s, key, false, a->ts, true, (enum reply_class)a->cls, a->reply, first);
+        track_add_t(s, t, a->ts, true, (enum reply_class)a->cls, a->reply, first);
         break;
     case ST_BOUNCED:
         p->bounces++;
         f->bounced = true;
         class_note(s, p, a);
-        track_add(s, key, false, a->ts, false, RC_UNKNOWN, NULL, false);
+        track_add_t(s, t, a->ts, false, RC_UNKNOWN, NULL, false);
         break;
     default:
         break;
