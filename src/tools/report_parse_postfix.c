@@ -296,6 +296,10 @@ static bool p_session(char *msg, struct rp_ev *e)
             continue;
         e->kind = forms[i].k;
         e->text = msg;
+        if (i <= 1) {           /* connect/disconnect: nothing is counted */
+            e->kind = EV_IGNORED;
+            return true;
+        }
         if (strncmp(msg, "SSL_connect", 11) == 0) {
             e->outbound = true;
             char *to = msg + n;
@@ -303,9 +307,7 @@ static bool p_session(char *msg, struct rp_ev *e)
             set_client(e, to);
             return true;
         }
-        char *cl = (i <= 1) ? msg + n : cut_from(msg);
-        if (i <= 1 && cl)
-            cl[strcspn(cl, " ")] = '\0';
+        char *cl = cut_from(msg);
         if (cl)
             set_client(e, cl);
         /* "lost connection after STARTTLS" is a TLS handshake failure */
