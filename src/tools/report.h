@@ -131,6 +131,10 @@ struct rp_node *rpt_add(struct dict *t, const char *k1, const char *k2,
 /* A dict's entries sorted by descending weight, ties by key (malloc'd
  * array, *n entries). weight NULL: the values are rp_node. */
 struct rp_kv { const char *key; void *val; uint64_t n; };
+/* A one-level tally add through a tiny cache of recent keys (for tallies
+ * with few distinct keys hit on every line: TLS protocols and ciphers). */
+struct rpt_cache { const char *key[4]; struct rp_node *node[4]; unsigned next; };
+void rpt_add1_cached(struct dict *t, struct rpt_cache *cache, const char *key);
 struct rp_kv *rpt_sorted(const struct dict *d, uint64_t (*weight)(const void *),
                          size_t *n);
 
@@ -252,6 +256,7 @@ struct rp_stats {
     struct dict tls_hosts, tls_nets;   /* -> rp_tls_stat */
     struct dict tls_net_hours;    /* tally: net -> "YYYY-MM-DD HH:00" */
     struct dict tls_in_proto, tls_in_cipher, tls_out_proto, tls_out_cipher;
+    struct rpt_cache tls_cache[4];     /* for the four above */
     uint64_t tls_in_ok, tls_in_fail, tls_out_ok, tls_out_fail, lost_starttls;
     struct dict tracks;           /* "dest:x" / "tls:net" -> rp_track */
     struct rp_incident *inc;
@@ -293,6 +298,7 @@ struct rp_attempt {
     uint8_t status;          /* enum rp_status */
     bool forwarded, size_known, handoff;
     uint8_t cls;             /* enum reply_class */
+    struct rp_dom_stat *dst; /* set while accounting a delivery */
     float delay;             /* Postfix delay= (or computed) */
     char *relay, *dsn, *reply;   /* reply: NULL for "sent" unless tracing */
     char svc[16];

@@ -511,13 +511,14 @@ static void account_receipt(struct rp_stats *s, const struct rp_msg *m)
 }
 
 static void account_sent(struct rp_stats *s, const struct rp_msg *m,
-                         const struct rp_attempt *a, const char *addr, const char *dom)
+                         struct rp_attempt *a, const char *addr, const char *dom)
 {
     if (a->forwarded) {
         s->t.forwarded++;
         return;
     }
     struct rp_dom_stat *d = dom_stat(&s->recip_dom, dom);
+    a->dst = d;
     d->cnt++;
     d->delay_sum += a->delay;
     if (a->delay > d->delay_max)
@@ -542,7 +543,7 @@ void rps_account(struct rp_ctx *c, struct rp_msg *m)
     bool deferred = false;
     account_receipt(s, m);
     for (size_t i = 0; i < m->natt; i++) {
-        const struct rp_attempt *a = &m->att[i];
+        struct rp_attempt *a = &m->att[i];
         if (a->status == ST_NONE)
             continue;
         rps_norm_addr(m->rcpts[a->rcpt], addr, sizeof(addr));

@@ -90,3 +90,25 @@ struct rp_kv *rpt_sorted(const struct dict *d, uint64_t (*weight)(const void *),
     *n = i;
     return v;
 }
+
+void rpt_add1_cached(struct dict *t, struct rpt_cache *cache, const char *key)
+{
+    for (unsigned i = 0; i < 4; i++)
+        if (cache->key[i] && strcmp(cache->key[i], key) == 0) {
+            cache->node[i]->n++;
+            return;
+        }
+    struct rp_node *n = rpt_add(t, key, NULL, NULL, 1);
+    /* remember the dict's own copy of the key (stable until the dict goes) */
+    size_t pos = 0;
+    const char *k;
+    void *v;
+    unsigned slot = cache->next++ % 4;
+    cache->key[slot] = NULL;
+    while (dict_next(t, &pos, &k, &v))
+        if (v == n) {
+            cache->key[slot] = k;
+            cache->node[slot] = n;
+            break;
+        }
+}

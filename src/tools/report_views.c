@@ -261,9 +261,10 @@ void rps_tls(struct rp_stats *s, const struct rp_ev *e)
     if (e->outbound) {
         if (ok) {
             s->tls_out_ok++;
-            rpt_add(&s->tls_out_proto, e->tls_proto ? e->tls_proto : "?", NULL, NULL, 1);
+            rpt_add1_cached(&s->tls_out_proto, &s->tls_cache[2],
+                            e->tls_proto ? e->tls_proto : "?");
             if (e->tls_cipher)
-                rpt_add(&s->tls_out_cipher, e->tls_cipher, NULL, NULL, 1);
+                rpt_add1_cached(&s->tls_out_cipher, &s->tls_cache[3], e->tls_cipher);
         } else {
             s->tls_out_fail++;
         }
@@ -278,9 +279,10 @@ void rps_tls(struct rp_stats *s, const struct rp_ev *e)
     net_of(e->ip, net, sizeof(net));
     if (ok) {
         s->tls_in_ok++;
-        rpt_add(&s->tls_in_proto, e->tls_proto ? e->tls_proto : "?", NULL, NULL, 1);
+        rpt_add1_cached(&s->tls_in_proto, &s->tls_cache[0],
+                        e->tls_proto ? e->tls_proto : "?");
         if (e->tls_cipher)
-            rpt_add(&s->tls_in_cipher, e->tls_cipher, NULL, NULL, 1);
+            rpt_add1_cached(&s->tls_in_cipher, &s->tls_cache[1], e->tls_cipher);
     } else {
         s->tls_in_fail++;
         if (lost)
@@ -474,7 +476,7 @@ static void account_attempt(struct rp_stats *s, const struct rp_msg *m,
         double d = offset + a->delay;
         rpd_add(&p->e2e, d);
         rpd_add(&s->all_e2e, d);
-        struct rp_dom_stat *ds = dict_get(&s->recip_dom, dom);
+        struct rp_dom_stat *ds = a->dst ? a->dst : dict_get(&s->recip_dom, dom);
         if (ds)
             rpd_add(&ds->e2e, d);
         if (grey_first[a->rcpt]) {
