@@ -23,19 +23,22 @@ if [ ! -s "$LOG" ]; then
     mv "$LOG.tmp" "$LOG"
 fi
 
-# run NAME CMD...: one measured run; prints "seconds kilobytes"
+# run CMD...: one measured run; prints "wall_seconds max_rss_kb cpu_seconds"
 run() {
     local err
     err=$(mktemp)
     /usr/bin/time -v "$@" > /dev/null 2> "$err"
-    local wall rss
+    local wall rss usr sys
     wall=$(sed -n 's/.*Elapsed (wall clock) time (h:mm:ss or m:ss): //p' "$err")
     rss=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$err")
+    usr=$(sed -n 's/.*User time (seconds): //p' "$err")
+    sys=$(sed -n 's/.*System time (seconds): //p' "$err")
     rm -f "$err"
     /usr/bin/python3 -c 'import sys
 p = sys.argv[1].split(":")
 s = sum(float(x) * 60 ** i for i, x in enumerate(reversed(p)))
-print("%.3f %s" % (s, sys.argv[2]))' "$wall" "$rss"
+print("%.3f %s %.3f" % (s, sys.argv[2], float(sys.argv[3]) + float(sys.argv[4])))' \
+        "$wall" "$rss" "$usr" "$sys"
 }
 
 declare -a S P
@@ -55,16 +58,19 @@ rest = sys.argv[5:]
 cut = rest.index("--")
 s = [tuple(map(float, x.split())) for x in rest[:cut]]
 p = [tuple(map(float, x.split())) for x in rest[cut + 1:]]
-sw, sr = statistics.median(x[0] for x in s), statistics.median(x[1] for x in s)
-pw, pr = statistics.median(x[0] for x in p), statistics.median(x[1] for x in p)
+med = lambda v, i: statistics.median(x[i] for x in v)
+sw, sr, sc = med(s, 0), med(s, 1), med(s, 2)
+pw, pr, pc = med(p, 0), med(p, 1), med(p, 2)
 lines = sum(1 for _ in open(log, "rb"))
-print("| tool | wall (median of %s) | peak RSS (median) |" % runs)
-print("|---|---|---|")
-print("| sluice report | %.3f s | %.1f MiB |" % (sw, sr / 1024))
-print("| pflogsumm | %.3f s | %.1f MiB |" % (pw, pr / 1024))
+load = open("/proc/loadavg").read().split()[0]
+print("| tool | wall (median of %s) | CPU user+sys (median) | peak RSS (median) |" % runs)
+print("|---|---|---|---|")
+print("| sluice report | %.3f s | %.3f s | %.1f MiB |" % (sw, sc, sr / 1024))
+print("| pflogsumm | %.3f s | %.3f s | %.1f MiB |" % (pw, pc, pr / 1024))
 print()
-print("%d lines; sluice is %.1fx faster and uses %.1fx less memory "
-      "(target: at least 20x faster, no more memory)" % (lines, pw / sw, pr / sr))
+print("%d lines, load average %s at the end; sluice is %.1fx faster (wall), "
+      "%.1fx less CPU, %.1fx less memory (target: at least 20x faster, no more "
+      "memory)" % (lines, load, pw / sw, pc / sc, pr / sr))
 d = json.load(open(sj))["totals"]
 txt = open(pt).read()
 def num(label):
