@@ -300,12 +300,15 @@ struct rp_attempt {
     uint8_t cls;             /* enum reply_class */
     struct rp_dom_stat *dst; /* set while accounting a delivery */
     float delay;             /* Postfix delay= (or computed) */
-    char *relay, *dsn, *reply;   /* reply: NULL for "sent" unless tracing */
+    const char *relay;       /* interned (rp_ctx.relays): never freed alone */
+    char *reply;             /* NULL for "sent" unless tracing */
+    char dsn[12];            /* "" when none */
     char svc[16];
 };
 
 struct rp_msg {
-    char *qid;
+    char *qid;               /* points to qid_buf when it fits */
+    char qid_buf[32];
     char *msgid, *sender, *client, *parent, *notice;
     char client_ip[64];
     int64_t first_ts, rcvd_ts, arrival, root_arrival, last_ts;
@@ -336,6 +339,9 @@ struct rp_ctx {
     const char *cur_line;    /* raw line (trace mode) */
     size_t open_peak;
     _Atomic size_t open_now; /* for the progress line (another thread) */
+    struct dict relays;      /* interned relay strings (journey thread) */
+    struct rp_msg *recent[8];/* the last messages looked up by queue id */
+    unsigned recent_next;
 };
 
 void rpj_init(struct rp_ctx *c);

@@ -31,13 +31,27 @@ void rpj_init(struct rp_ctx *c)
     dict_init(&c->open, NULL);
     dict_init(&c->by_msgid, free);
     dict_init(&c->trace_ids, NULL);
+    dict_init(&c->relays, free);
+}
+
+/* Relay strings repeat endlessly: keep one copy of each (bounded; past the
+ * bound they are still kept, in the same table, as the run needs them). */
+static const char *intern_relay(struct rp_ctx *c, const char *relay)
+{
+    char *r = dict_get(&c->relays, relay);
+    if (r == NULL) {
+        r = xstrdup(relay);
+        dict_set(&c->relays, relay, r);
+    }
+    return r;
 }
 
 void rpj_msg_free(struct rp_msg *m)
 {
     if (m == NULL)
         return;
-    free(m->qid);
+    if (m->qid != m->qid_buf)
+        free(m->qid);
     free(m->msgid);
     free(m->sender);
     free(m->client);
@@ -46,11 +60,8 @@ void rpj_msg_free(struct rp_msg *m)
     for (size_t i = 0; i < m->nrcpts; i++)
         free(m->rcpts[i]);
     free(m->rcpts);
-    for (size_t i = 0; i < m->natt; i++) {
-        free(m->att[i].relay);
-        free(m->att[i].dsn);
+    for (size_t i = 0; i < m->natt; i++)
         free(m->att[i].reply);
-    }
     free(m->att);
     buf_free(&m->lines);
     free(m);
@@ -66,6 +77,7 @@ void rpj_free(struct rp_ctx *c)
     dict_free(&c->open);
     dict_free(&c->by_msgid);
     dict_free(&c->trace_ids);
+    dict_free(&c->relays);
     for (size_t i = 0; i < c->ntraced; i++)
         rpj_msg_free(c->traced[i]);
     free(c->traced);
@@ -98,16 +110,47 @@ static void trace_link(struct rp_ctx *c, const char *qid)
         dict_set(&c->trace_ids, qid, (void *)1);
 }
 
+/* A message's lines come close together: look in the few most recently
+ * used messages before the map. */
+static struct rp_msg *recent_get(struct rp_ctx *c, const char *qid)
+{
+    for (unsigned i = 0; i < 8; i++) {
+        struct rp_msg *m = c->recent[i];
+        if (m && m->qid[0] == qid[0] && strcmp(m->qid, qid) == 0)
+            return m;
+    }
+    return NULL;
+}
+
+static void recent_put(struct rp_ctx *c, struct rp_msg *m)
+{
+    c->recent[c->recent_next++ % 8] = m;
+}
+
+static void recent_forget(struct rp_ctx *c, const struct rp_msg *m)
+{
+    for (unsigned i = 0; i < 8; i++)
+        if (c->recent[i] == m)
+            c->recent[i] = NULL;
+}
+
 static struct rp_msg *get_msg(struct rp_ctx *c, const char *qid, int64_t ts)
 {
-    struct rp_msg *m = dict_get(&c->open, qid);
+    struct rp_msg *m = recent_get(c, qid);
     if (m)
         return m;
+    m = dict_get(&c->open, qid);
+    if (m) {
+        recent_put(c, m);
+        return m;
+    }
     m = xcalloc(1, sizeof(*m));
-    m->qid = xstrdup(qid);
+    m->qid = strlen(qid) < sizeof(m->qid_buf) ? (str_copy(m->qid_buf, qid, sizeof(m->qid_buf)), m->qid_buf)
+                                               : xstrdup(qid);
     m->first_ts = m->last_ts = ts;
     buf_init(&m->lines, RPJ_TRACE_MAX);
     dict_set(&c->open, qid, m);
+    recent_put(c, m);
     size_t n = dict_count(&c->open);
     if (n > c->open_peak)
         c->open_peak = n;
@@ -260,8 +303,8 @@ static void add_attempt(struct rp_ctx *c, struct rp_msg *m, const struct rp_ev *
         a->delay = (float)e->delay;
     else
         a->delay = (float)(e->ts - (m->arrival ? m->arrival : m->first_ts));
-    a->relay = xstrdup(e->relay ? e->relay : "none");
-    a->dsn = e->dsn ? xstrdup(e->dsn) : NULL;
+    a->relay = intern_relay(c, e->relay ? e->relay : "none");
+    str_copy(a->dsn, e->dsn ? e->dsn : "", sizeof(a->dsn));
     /* a successful reply is only shown by --trace: spare the copy */
     a->reply = (e->status != ST_SENT || trace_on(c)) ? xstrdup(e->reply ? e->reply : "")
                                                       : NULL;
@@ -495,6 +538,7 @@ static bool filter_msg(struct rp_ctx *c, struct rp_msg *m, bool *keep)
 
 static void close_msg(struct rp_ctx *c, struct rp_msg *m)
 {
+    recent_forget(c, m);
     dict_del(&c->open, m->qid);
     if (m->msgid && c->msgid_index) {
         const char *q = dict_get(&c->by_msgid, m->msgid);

@@ -511,7 +511,7 @@ void rp_trace_json(struct rp_ctx *c, FILE *out)
             json_str(&w, "status", st_names[at->status < 5 ? at->status : 4]);
             json_str(&w, "relay", at->relay);
             json_dbl(&w, "delay", at->delay);
-            json_str(&w, "dsn", at->dsn);
+            json_str(&w, "dsn", at->dsn[0] ? at->dsn : NULL);
             json_str(&w, "class", at->status == ST_SENT ? NULL : classify_name(at->cls));
             json_str(&w, "reply", at->reply);
             json_end(&w);
