@@ -285,9 +285,27 @@ int rpl_parse_header(char *line, struct rp_year *yr, struct rp_hdr *h)
         return parse_host_prog(skip_zone(line + 19), h);
     if (iso_datetime(line, ' ', &h->ts))
         return parse_exim_native(line, h);
+    /* consecutive lines mostly share "Mmm dd": reuse the day's start */
+    static struct { char md[6]; struct rp_year *yr; int year, last_mon; int64_t day0; }
+        memo;
+    if (memo.yr == yr && memo.year == yr->year && memo.last_mon == yr->last_mon &&
+        memcmp(line, memo.md, 6) == 0 && strnlen(line, 16) >= 15) {
+        int h2, mi, s;
+        if (digits(line + 7, 2, &h2) && line[9] == ':' && digits(line + 10, 2, &mi) &&
+            line[12] == ':' && digits(line + 13, 2, &s) && h2 <= 23 && mi <= 59 && s <= 60) {
+            h->ts = memo.day0 + h2 * 3600 + mi * 60 + s;
+            return parse_host_prog(line + 15, h);
+        }
+    }
     if (strnlen(line, 16) < 15 || !trad_stamp(line, &mon, &day, &sod))
         return -1;
     int y = infer_year(yr, mon);
-    h->ts = days_from_civil(y, mon, day) * 86400 + sod;
+    int64_t day0 = days_from_civil(y, mon, day) * 86400;
+    h->ts = day0 + sod;
+    memcpy(memo.md, line, 6);
+    memo.yr = yr;
+    memo.year = yr->year;
+    memo.last_mon = yr->last_mon;
+    memo.day0 = day0;
     return parse_host_prog(line + 15, h);
 }
