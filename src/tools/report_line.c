@@ -197,8 +197,7 @@ static char *skip_zone(char *p)
 static int parse_prog(char *p, struct rp_hdr *h)
 {
     char *start = p;
-    while (*p && *p != '[' && *p != ':' && *p != ' ')
-        p++;
+    p += strcspn(p, "[: ");
     if (p == start)
         return -1;
     if (*p == '[') {
@@ -218,7 +217,7 @@ static int parse_prog(char *p, struct rp_hdr *h)
     if (*p == ' ')
         p++;
     h->prog = start;
-    const char *slash = strrchr(start, '/');
+    const char *slash = memrchr(start, '/', strlen(start));
     h->svc = slash ? slash + 1 : start;
     /* Solaris: "[ID 801593 mail.info] " */
     if (strncmp(p, "[ID ", 4) == 0) {
@@ -281,10 +280,13 @@ int rpl_parse_header(char *line, struct rp_year *yr, struct rp_hdr *h)
 {
     memset(h, 0, sizeof(*h));
     int mon, day, sod;
-    if (iso_datetime(line, 'T', &h->ts))
-        return parse_host_prog(skip_zone(line + 19), h);
-    if (iso_datetime(line, ' ', &h->ts))
-        return parse_exim_native(line, h);
+    if (isdigit((unsigned char)line[0])) {
+        if (iso_datetime(line, 'T', &h->ts))
+            return parse_host_prog(skip_zone(line + 19), h);
+        if (iso_datetime(line, ' ', &h->ts))
+            return parse_exim_native(line, h);
+        return -1;
+    }
     /* consecutive lines mostly share "Mmm dd": reuse the day's start */
     static struct { char md[6]; struct rp_year *yr; int year, last_mon; int64_t day0; }
         memo;
