@@ -129,9 +129,10 @@ bool rp_parse_line(struct rp_ctx *c, char *line, size_t len, struct rp_ev *e)
     c->lst.by_fmt[fmt]++;
     if (e->kind == EV_IGNORED)
         return false;
-    if (e->kind == EV_REJECT || !journey_bound(e))
+    bool journey = journey_bound(e);
+    if (e->kind == EV_REJECT || !journey)
         rpj_line_event(c, e);
-    return journey_bound(e);
+    return journey;
 }
 
 void rp_feed_line(struct rp_ctx *c, char *line, size_t len)

@@ -196,8 +196,11 @@ static char *skip_zone(char *p)
 /* "prog[pid]: msg" or "prog: msg" at p. */
 static int parse_prog(char *p, struct rp_hdr *h)
 {
-    char *start = p;
-    p += strcspn(p, "[: ");
+    static const unsigned char stop[256] = {[0] = 1, ['['] = 1, [':'] = 1, [' '] = 1};
+    char *start = p, *slash = NULL;
+    for (; !stop[(unsigned char)*p]; p++)
+        if (*p == '/')
+            slash = p;
     if (p == start)
         return -1;
     if (*p == '[') {
@@ -217,7 +220,6 @@ static int parse_prog(char *p, struct rp_hdr *h)
     if (*p == ' ')
         p++;
     h->prog = start;
-    const char *slash = memrchr(start, '/', strlen(start));
     h->svc = slash ? slash + 1 : start;
     /* Solaris: "[ID 801593 mail.info] " */
     if (strncmp(p, "[ID ", 4) == 0) {
