@@ -317,7 +317,8 @@ void rpv_grey_reject(struct rp_stats *s, const struct rp_ev *e)
 {
     if (e->text == NULL || e->to == NULL || strcmp(e->rej_kind ? e->rej_kind : "", "reject"))
         return;
-    if (classify_reply(0, NULL, e->text, NULL) != RC_GREYLISTED)
+    /* greylisting is a temporary refusal: 5xx rejects need no classifying */
+    if (e->text[0] != '4' || classify_reply(0, NULL, e->text, NULL) != RC_GREYLISTED)
         return;
     struct rp_grey *g = &s->grey;
     if (g->pending.free_val == NULL) {
