@@ -82,27 +82,28 @@ bool rpp_is_postfix(const char *prog, const char *svc)
 
 /* ---- shared helpers ------------------------------------------------- */
 
+/* Queue id characters: 2 upper-case hex digit, 1 other alphanumeric, 0 not. */
+static const unsigned char qid_cls[256] = {
+    ['0'] = 2, ['1'] = 2, ['2'] = 2, ['3'] = 2, ['4'] = 2, ['5'] = 2, ['6'] = 2,
+    ['7'] = 2, ['8'] = 2, ['9'] = 2, ['A'] = 2, ['B'] = 2, ['C'] = 2, ['D'] = 2,
+    ['E'] = 2, ['F'] = 2, ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1,
+    ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1,
+    ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1,
+    ['Z'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1,
+    ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1,
+    ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1,
+    ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+};
+
 bool rpp_is_qid(const char *s, size_t n)
 {
     if (n == 7 && memcmp(s, "NOQUEUE", 7) == 0)
         return true;
     if (n < 5 || n > 20)
         return false;
-    /* 2: upper-case hex digit, 1: other alphanumeric, 0: anything else */
-    static const unsigned char cls[256] = {
-        ['0'] = 2, ['1'] = 2, ['2'] = 2, ['3'] = 2, ['4'] = 2, ['5'] = 2, ['6'] = 2,
-        ['7'] = 2, ['8'] = 2, ['9'] = 2, ['A'] = 2, ['B'] = 2, ['C'] = 2, ['D'] = 2,
-        ['E'] = 2, ['F'] = 2, ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1,
-        ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1,
-        ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1,
-        ['Z'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1,
-        ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1,
-        ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1,
-        ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
-    };
     unsigned all = 2;
     for (size_t i = 0; i < n; i++) {
-        unsigned char k = cls[(unsigned char)s[i]];
+        unsigned char k = qid_cls[(unsigned char)s[i]];
         if (k == 0)
             return false;
         all &= k;
@@ -116,7 +117,9 @@ bool rpp_is_qid(const char *s, size_t n)
 /* "QID: rest" -> qid NUL-terminated, returns rest; NULL if no qid. */
 static char *split_qid(char *msg, const char **qid)
 {
-    size_t n = strcspn(msg, ": ");
+    size_t n = 0;
+    while (n <= 20 && qid_cls[(unsigned char)msg[n]])
+        n++;
     if (msg[n] != ':' || msg[n + 1] != ' ' || !rpp_is_qid(msg, n))
         return NULL;
     msg[n] = '\0';
