@@ -4,7 +4,7 @@
  * clock as "YYYY-MM-DD HH:MM:SS"; delays are seconds.
  */
 #include "tools/report.h"
-#include "lib/json.h"
+#include "lib/jsonw.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -12,80 +12,80 @@
 static const char *const ser_names[SER__N] = {"received", "delivered", "deferred",
                                               "bounced", "rejected"};
 
-static void json_ts(struct json_w *w, const char *key, int64_t ts)
+static void j_ts(struct jsonw *w, const char *key, int64_t ts)
 {
     char t[32];
     if (ts == 0) {
-        json_str(w, key, NULL);
+        jsonw_str(w, key, NULL);
         return;
     }
     rpl_fmt_ts(ts, t, sizeof(t));
-    json_str(w, key, t);
+    jsonw_str(w, key, t);
 }
 
-static void j_delays(struct json_w *w, struct rp_delays *d)
+static void j_delays(struct jsonw *w, struct rp_delays *d)
 {
-    json_u64(w, "count", d->n);
-    json_dbl(w, "p50", rpd_pct(d, 50));
-    json_dbl(w, "p95", rpd_pct(d, 95));
-    json_dbl(w, "p99", rpd_pct(d, 99));
-    json_dbl(w, "max", d->max);
+    jsonw_u64(w, "count", d->n);
+    jsonw_dbl(w, "p50", rpd_pct(d, 50));
+    jsonw_dbl(w, "p95", rpd_pct(d, 95));
+    jsonw_dbl(w, "p99", rpd_pct(d, 99));
+    jsonw_dbl(w, "max", d->max);
 }
 
-static void j_input(struct json_w *w, struct rp_stats *s)
+static void j_input(struct jsonw *w, struct rp_stats *s)
 {
-    json_obj(w, "input");
-    json_u64(w, "lines", s->lines);
-    json_u64(w, "bytes", s->bytes);
-    json_obj(w, "parsed");
-    json_u64(w, "postfix", s->by_fmt[RP_FMT_POSTFIX]);
-    json_u64(w, "sendmail", s->by_fmt[RP_FMT_SENDMAIL]);
-    json_u64(w, "exim", s->by_fmt[RP_FMT_EXIM]);
-    json_end(w);
-    json_u64(w, "other_programs", s->other);
-    json_u64(w, "unparsed", s->unparsed);
-    json_u64(w, "cut", s->cut);
-    json_u64(w, "outside_window", s->filtered_out);
-    json_end(w);
+    jsonw_obj(w, "input");
+    jsonw_u64(w, "lines", s->lines);
+    jsonw_u64(w, "bytes", s->bytes);
+    jsonw_obj(w, "parsed");
+    jsonw_u64(w, "postfix", s->by_fmt[RP_FMT_POSTFIX]);
+    jsonw_u64(w, "sendmail", s->by_fmt[RP_FMT_SENDMAIL]);
+    jsonw_u64(w, "exim", s->by_fmt[RP_FMT_EXIM]);
+    jsonw_end(w);
+    jsonw_u64(w, "other_programs", s->other);
+    jsonw_u64(w, "unparsed", s->unparsed);
+    jsonw_u64(w, "cut", s->cut);
+    jsonw_u64(w, "outside_window", s->filtered_out);
+    jsonw_end(w);
 }
 
-static void j_totals(struct json_w *w, struct rp_stats *s)
+static void j_totals(struct jsonw *w, struct rp_stats *s)
 {
     const struct rp_totals *t = &s->t;
-    json_obj(w, "totals");
-    json_u64(w, "received", t->received);
-    json_u64(w, "delivered", t->delivered);
-    json_u64(w, "forwarded", t->forwarded);
-    json_u64(w, "deferred", t->deferred);
-    json_u64(w, "deferrals", t->deferrals);
-    json_u64(w, "bounced", t->bounced);
-    json_u64(w, "rejected", t->rejected);
-    json_u64(w, "reject_warnings", t->reject_warnings);
-    json_u64(w, "held", t->held);
-    json_u64(w, "discarded", t->discarded);
-    json_u64(w, "bytes_received", t->bytes_received);
-    json_u64(w, "bytes_delivered", t->bytes_delivered);
-    json_u64(w, "senders", dict_count(&s->send_user));
-    json_u64(w, "sending_domains", dict_count(&s->send_dom));
-    json_u64(w, "recipients", dict_count(&s->recip_user));
-    json_u64(w, "recipient_domains", rps_delivery_domains(s));
-    json_end(w);
+    jsonw_obj(w, "totals");
+    jsonw_u64(w, "received", t->received);
+    jsonw_u64(w, "delivered", t->delivered);
+    jsonw_u64(w, "forwarded", t->forwarded);
+    jsonw_u64(w, "deferred", t->deferred);
+    jsonw_u64(w, "deferrals", t->deferrals);
+    jsonw_u64(w, "bounced", t->bounced);
+    jsonw_u64(w, "rejected", t->rejected);
+    jsonw_u64(w, "reject_warnings", t->reject_warnings);
+    jsonw_u64(w, "held", t->held);
+    jsonw_u64(w, "discarded", t->discarded);
+    jsonw_u64(w, "bytes_received", t->bytes_received);
+    jsonw_u64(w, "bytes_delivered", t->bytes_delivered);
+    jsonw_u64(w, "senders", dict_count(&s->send_user));
+    jsonw_u64(w, "sending_domains", dict_count(&s->send_dom));
+    jsonw_u64(w, "recipients", dict_count(&s->recip_user));
+    jsonw_u64(w, "recipient_domains", rps_delivery_domains(s));
+    jsonw_end(w);
     const struct rp_msgstats *m = &s->m;
-    json_obj(w, "messages");
-    json_u64(w, "messages", m->messages);
-    json_u64(w, "delivered", m->delivered);
-    json_u64(w, "deferred", m->deferred);
-    json_u64(w, "bounced", m->bounced);
-    json_u64(w, "expired", m->expired);
-    json_u64(w, "reinjected", m->reinjected);
-    json_u64(w, "still_queued", m->open);
-    json_end(w);
+    jsonw_obj(w, "messages");
+    jsonw_u64(w, "messages", m->messages);
+    jsonw_u64(w, "delivered", m->delivered);
+    jsonw_u64(w, "deferred", m->deferred);
+    jsonw_u64(w, "bounced", m->bounced);
+    jsonw_u64(w, "expired", m->expired);
+    jsonw_u64(w, "reinjected", m->reinjected);
+    jsonw_u64(w, "still_queued", m->open);
+    jsonw_end(w);
 }
 
-static void j_row(struct json_w *w, const uint64_t *row)
+static void j_row(struct jsonw *w, const uint64_t *row)
 {
     for (int k = 0; k < SER__N; k++)
-        json_u64(w, ser_names[k], row[k]);
+        jsonw_u64(w, ser_names[k], row[k]);
 }
 
 static int key_cmp(const void *a, const void *b)
@@ -93,42 +93,42 @@ static int key_cmp(const void *a, const void *b)
     return strcmp(((const struct rp_kv *)a)->key, ((const struct rp_kv *)b)->key);
 }
 
-static void j_traffic(struct json_w *w, struct rp_stats *s)
+static void j_traffic(struct jsonw *w, struct rp_stats *s)
 {
     size_t n;
     struct rp_kv *v = rpt_sorted(&s->per_day, NULL, &n);
     qsort(v, n, sizeof(*v), key_cmp);
-    json_arr(w, "per_day");
+    jsonw_arr(w, "per_day");
     for (size_t i = 0; i < n; i++) {
-        json_obj(w, NULL);
-        json_str(w, "date", v[i].key);
+        jsonw_obj(w, NULL);
+        jsonw_str(w, "date", v[i].key);
         j_row(w, v[i].val);
-        json_end(w);
+        jsonw_end(w);
     }
-    json_end(w);
+    jsonw_end(w);
     free(v);
-    json_arr(w, "per_hour");
+    jsonw_arr(w, "per_hour");
     for (int h = 0; h < 24; h++) {
-        json_obj(w, NULL);
-        json_u64(w, "hour", (uint64_t)h);
+        jsonw_obj(w, NULL);
+        jsonw_u64(w, "hour", (uint64_t)h);
         j_row(w, s->per_hour[h]);
-        json_end(w);
+        jsonw_end(w);
     }
-    json_end(w);
-    json_obj(w, "timeline");
-    json_u64(w, "bucket_seconds", (uint64_t)s->series.width);
-    json_arr(w, "points");
+    jsonw_end(w);
+    jsonw_obj(w, "timeline");
+    jsonw_u64(w, "bucket_seconds", (uint64_t)s->series.width);
+    jsonw_arr(w, "points");
     for (size_t i = 0; i < s->series.n; i++) {
         uint64_t row[SER__N];
         for (int k = 0; k < SER__N; k++)
             row[k] = s->series.v[i][k];
-        json_obj(w, NULL);
-        json_ts(w, "time", (s->series.base + (int64_t)i) * s->series.width);
+        jsonw_obj(w, NULL);
+        j_ts(w, "time", (s->series.base + (int64_t)i) * s->series.width);
         j_row(w, row);
-        json_end(w);
+        jsonw_end(w);
     }
-    json_end(w);
-    json_end(w);
+    jsonw_end(w);
+    jsonw_end(w);
 }
 
 static uint64_t dom_weight(const void *p)
@@ -147,74 +147,74 @@ static uint64_t addr_size(const void *p)
     return ((const struct rp_addr_stat *)p)->size;
 }
 
-static void j_domains(struct json_w *w, struct rp_stats *s, int top)
+static void j_domains(struct jsonw *w, struct rp_stats *s, int top)
 {
     size_t n;
     struct rp_kv *v = rpt_sorted(&s->recip_dom, dom_weight, &n);
-    json_arr(w, "delivery_domains");
+    jsonw_arr(w, "delivery_domains");
     for (size_t i = 0; i < n && i < (size_t)top; i++) {
         struct rp_dom_stat *d = v[i].val;
-        json_obj(w, NULL);
-        json_str(w, "domain", v[i].key);
-        json_u64(w, "sent", d->cnt);
-        json_u64(w, "bytes", d->size);
-        json_u64(w, "deferrals", d->defers);
-        json_dbl(w, "avg_delay", d->cnt ? d->delay_sum / (double)d->cnt : 0);
-        json_dbl(w, "max_delay", d->delay_max);
-        json_str(w, "provider", d->provider);
-        json_obj(w, "delivery_delay");
+        jsonw_obj(w, NULL);
+        jsonw_str(w, "domain", v[i].key);
+        jsonw_u64(w, "sent", d->cnt);
+        jsonw_u64(w, "bytes", d->size);
+        jsonw_u64(w, "deferrals", d->defers);
+        jsonw_dbl(w, "avg_delay", d->cnt ? d->delay_sum / (double)d->cnt : 0);
+        jsonw_dbl(w, "max_delay", d->delay_max);
+        jsonw_str(w, "provider", d->provider);
+        jsonw_obj(w, "delivery_delay");
         j_delays(w, &d->e2e);
-        json_end(w);
-        json_end(w);
+        jsonw_end(w);
+        jsonw_end(w);
     }
-    json_end(w);
+    jsonw_end(w);
     free(v);
     v = rpt_sorted(&s->send_dom, addr_cnt, &n);
-    json_arr(w, "receipt_domains");
+    jsonw_arr(w, "receipt_domains");
     for (size_t i = 0; i < n && i < (size_t)top; i++) {
         const struct rp_addr_stat *a = v[i].val;
-        json_obj(w, NULL);
-        json_str(w, "domain", v[i].key);
-        json_u64(w, "messages", a->cnt);
-        json_u64(w, "bytes", a->size);
-        json_end(w);
+        jsonw_obj(w, NULL);
+        jsonw_str(w, "domain", v[i].key);
+        jsonw_u64(w, "messages", a->cnt);
+        jsonw_u64(w, "bytes", a->size);
+        jsonw_end(w);
     }
-    json_end(w);
+    jsonw_end(w);
     free(v);
 }
 
-static void j_addr_list(struct json_w *w, const char *key, struct dict *d,
+static void j_addr_list(struct jsonw *w, const char *key, struct dict *d,
                         uint64_t (*weight)(const void *), int top)
 {
     size_t n;
     struct rp_kv *v = rpt_sorted(d, weight, &n);
-    json_arr(w, key);
+    jsonw_arr(w, key);
     for (size_t i = 0; i < n && i < (size_t)top; i++) {
         const struct rp_addr_stat *a = v[i].val;
-        json_obj(w, NULL);
-        json_str(w, "address", v[i].key);
-        json_u64(w, "messages", a->cnt);
-        json_u64(w, "bytes", a->size);
-        json_end(w);
+        jsonw_obj(w, NULL);
+        jsonw_str(w, "address", v[i].key);
+        jsonw_u64(w, "messages", a->cnt);
+        jsonw_u64(w, "bytes", a->size);
+        jsonw_end(w);
     }
-    json_end(w);
+    jsonw_end(w);
     free(v);
 }
 
-static void j_users(struct json_w *w, struct rp_stats *s, int top)
+static void j_users(struct jsonw *w, struct rp_stats *s, int top)
 {
-    json_obj(w, "senders");
+    jsonw_obj(w, "senders");
     j_addr_list(w, "by_count", &s->send_user, addr_cnt, top);
     j_addr_list(w, "by_size", &s->send_user, addr_size, top);
-    json_end(w);
-    json_obj(w, "recipients");
+    jsonw_end(w);
+    jsonw_obj(w, "recipients");
     j_addr_list(w, "by_count", &s->recip_user, addr_cnt, top);
     j_addr_list(w, "by_size", &s->recip_user, addr_size, top);
-    json_end(w);
+    jsonw_end(w);
 }
 
 /* A tally flattened to rows: names[] label the levels. */
-static void j_flat(struct json_w *w, struct dict *d, const char *const *names, int depth,
+static void j_flat(struct jsonw *w, struct dict *d, const char *const *names, int depth,
                    const char **path, int level, int top)
 {
     size_t n;
@@ -226,26 +226,26 @@ static void j_flat(struct json_w *w, struct dict *d, const char *const *names, i
             j_flat(w, node->kids, names, depth, path, level + 1, top);
             continue;
         }
-        json_obj(w, NULL);
+        jsonw_obj(w, NULL);
         for (int k = 0; k <= level; k++)
-            json_str(w, names[k], path[k]);
-        json_u64(w, "count", node->n);
-        json_end(w);
+            jsonw_str(w, names[k], path[k]);
+        jsonw_u64(w, "count", node->n);
+        jsonw_end(w);
     }
     free(v);
 }
 
-static void j_tally(struct json_w *w, const char *key, struct dict *d,
+static void j_tally(struct jsonw *w, const char *key, struct dict *d,
                     const char *const *names, int depth, int top)
 {
     const char *path[4] = {0};
-    json_arr(w, key);
+    jsonw_arr(w, key);
     if (d->free_val)
         j_flat(w, d, names, depth, path, 0, top);
-    json_end(w);
+    jsonw_end(w);
 }
 
-static void j_details(struct json_w *w, struct rp_stats *s, int top)
+static void j_details(struct jsonw *w, struct rp_stats *s, int top)
 {
     static const char *const svc_reason[] = {"service", "reason"};
     static const char *const relay_reason[] = {"relay", "reason"};
@@ -275,61 +275,61 @@ static uint64_t prov_weight(const void *p)
     return ps->sent + ps->deferrals + ps->bounces;
 }
 
-static void j_providers(struct json_w *w, struct rp_stats *s, int top)
+static void j_providers(struct jsonw *w, struct rp_stats *s, int top)
 {
     static const char *const dom[] = {"domain"};
     size_t n;
-    json_arr(w, "providers");
+    jsonw_arr(w, "providers");
     if (s->providers.free_val == NULL) {
-        json_end(w);
+        jsonw_end(w);
         return;
     }
     struct rp_kv *v = rpt_sorted(&s->providers, prov_weight, &n);
     for (size_t i = 0; i < n; i++) {
         struct rp_prov_stat *p = v[i].val;
-        json_obj(w, NULL);
-        json_str(w, "provider", v[i].key);
-        json_u64(w, "messages", p->messages);
-        json_u64(w, "sent", p->sent);
-        json_u64(w, "deferrals", p->deferrals);
-        json_u64(w, "bounces", p->bounces);
-        json_obj(w, "delivery_delay");
+        jsonw_obj(w, NULL);
+        jsonw_str(w, "provider", v[i].key);
+        jsonw_u64(w, "messages", p->messages);
+        jsonw_u64(w, "sent", p->sent);
+        jsonw_u64(w, "deferrals", p->deferrals);
+        jsonw_u64(w, "bounces", p->bounces);
+        jsonw_obj(w, "delivery_delay");
         j_delays(w, &p->e2e);
-        json_end(w);
-        json_obj(w, "classes");
+        jsonw_end(w);
+        jsonw_obj(w, "classes");
         for (int k = 0; k < RC__COUNT; k++)
             if (p->cls[k])
-                json_u64(w, classify_name(k), p->cls[k]);
-        json_end(w);
+                jsonw_u64(w, classify_name(k), p->cls[k]);
+        jsonw_end(w);
         j_tally(w, "domains", &p->domains, dom, 1, top);
-        json_end(w);
+        jsonw_end(w);
     }
-    json_end(w);
+    jsonw_end(w);
     free(v);
 }
 
-static void j_classes(struct json_w *w, struct rp_stats *s)
+static void j_classes(struct jsonw *w, struct rp_stats *s)
 {
-    json_arr(w, "reply_classes");
+    jsonw_arr(w, "reply_classes");
     for (int k = 0; k < RC__COUNT; k++) {
         if (s->cls[k] == 0)
             continue;
-        json_obj(w, NULL);
-        json_str(w, "class", classify_name(k));
-        json_u64(w, "count", s->cls[k]);
-        json_str(w, "explanation", classify_explain(k));
-        json_str(w, "next_step", classify_next_step(k));
-        json_str(w, "example", s->cls_example[k]);
-        json_end(w);
+        jsonw_obj(w, NULL);
+        jsonw_str(w, "class", classify_name(k));
+        jsonw_u64(w, "count", s->cls[k]);
+        jsonw_str(w, "explanation", classify_explain(k));
+        jsonw_str(w, "next_step", classify_next_step(k));
+        jsonw_str(w, "example", s->cls_example[k]);
+        jsonw_end(w);
     }
-    json_end(w);
+    jsonw_end(w);
 }
 
-static void j_delay_view(struct json_w *w, struct rp_stats *s)
+static void j_delay_view(struct jsonw *w, struct rp_stats *s)
 {
-    json_obj(w, "delivery_delay");
+    jsonw_obj(w, "delivery_delay");
     j_delays(w, &s->all_e2e);
-    json_end(w);
+    jsonw_end(w);
 }
 
 static uint64_t tls_weight(const void *p)
@@ -338,134 +338,134 @@ static uint64_t tls_weight(const void *p)
     return t->fail * 1000000ULL + t->ok;
 }
 
-static void j_tls_list(struct json_w *w, const char *key, const char *name,
+static void j_tls_list(struct jsonw *w, const char *key, const char *name,
                        struct dict *d, struct dict *hours, int top)
 {
     static const char *const hr[] = {"hour"};
     size_t n;
-    json_arr(w, key);
+    jsonw_arr(w, key);
     if (d->free_val) {
         struct rp_kv *v = rpt_sorted(d, tls_weight, &n);
         for (size_t i = 0; i < n && i < (size_t)top; i++) {
             const struct rp_tls_stat *t = v[i].val;
-            json_obj(w, NULL);
-            json_str(w, name, v[i].key);
-            json_u64(w, "ok", t->ok);
-            json_u64(w, "failed", t->fail);
-            json_u64(w, "lost_after_starttls", t->lost_starttls);
-            json_str(w, "last_error", t->last_reason);
+            jsonw_obj(w, NULL);
+            jsonw_str(w, name, v[i].key);
+            jsonw_u64(w, "ok", t->ok);
+            jsonw_u64(w, "failed", t->fail);
+            jsonw_u64(w, "lost_after_starttls", t->lost_starttls);
+            jsonw_str(w, "last_error", t->last_reason);
             if (hours) {
                 struct rp_node *node = dict_get(hours, v[i].key);
-                json_arr(w, "failures_by_hour");
+                jsonw_arr(w, "failures_by_hour");
                 if (node && node->kids) {
                     const char *path[2] = {0};
                     j_flat(w, node->kids, hr, 1, path, 0, 1000000);
                 }
-                json_end(w);
+                jsonw_end(w);
             }
-            json_end(w);
+            jsonw_end(w);
         }
         free(v);
     }
-    json_end(w);
+    jsonw_end(w);
 }
 
-static void j_counts(struct json_w *w, const char *key, struct dict *d)
+static void j_counts(struct jsonw *w, const char *key, struct dict *d)
 {
     size_t n;
-    json_obj(w, key);
+    jsonw_obj(w, key);
     struct rp_kv *v = rpt_sorted(d, NULL, &n);
     for (size_t i = 0; i < n; i++)
-        json_u64(w, v[i].key, v[i].n);
+        jsonw_u64(w, v[i].key, v[i].n);
     free(v);
-    json_end(w);
+    jsonw_end(w);
 }
 
-static void j_tls(struct json_w *w, struct rp_stats *s, int top)
+static void j_tls(struct jsonw *w, struct rp_stats *s, int top)
 {
-    json_obj(w, "tls");
-    json_obj(w, "inbound");
-    json_u64(w, "ok", s->tls_in_ok);
-    json_u64(w, "failed", s->tls_in_fail);
-    json_u64(w, "lost_after_starttls", s->lost_starttls);
+    jsonw_obj(w, "tls");
+    jsonw_obj(w, "inbound");
+    jsonw_u64(w, "ok", s->tls_in_ok);
+    jsonw_u64(w, "failed", s->tls_in_fail);
+    jsonw_u64(w, "lost_after_starttls", s->lost_starttls);
     j_counts(w, "protocols", &s->tls_in_proto);
     j_counts(w, "ciphers", &s->tls_in_cipher);
-    json_end(w);
-    json_obj(w, "outbound");
-    json_u64(w, "ok", s->tls_out_ok);
-    json_u64(w, "failed", s->tls_out_fail);
+    jsonw_end(w);
+    jsonw_obj(w, "outbound");
+    jsonw_u64(w, "ok", s->tls_out_ok);
+    jsonw_u64(w, "failed", s->tls_out_fail);
     j_counts(w, "protocols", &s->tls_out_proto);
     j_counts(w, "ciphers", &s->tls_out_cipher);
-    json_end(w);
+    jsonw_end(w);
     j_tls_list(w, "clients", "client", &s->tls_hosts, NULL, top);
     j_tls_list(w, "networks", "network", &s->tls_nets, &s->tls_net_hours, top);
-    json_end(w);
+    jsonw_end(w);
 }
 
-static void j_grey(struct json_w *w, struct rp_stats *s, int top)
+static void j_grey(struct jsonw *w, struct rp_stats *s, int top)
 {
     static const char *const dom[] = {"domain"};
     static const char *const dest[] = {"destination"};
     struct rp_grey *g = &s->grey;
-    json_obj(w, "greylisting");
-    json_obj(w, "inbound");
-    json_u64(w, "greylisted", g->in_greylisted);
-    json_u64(w, "passed", g->in_passed);
-    json_u64(w, "retried_from_other_ip", g->in_other_ip);
-    json_u64(w, "never_retried", g->pending.free_val ? dict_count(&g->pending) : 0);
-    json_obj(w, "delay");
+    jsonw_obj(w, "greylisting");
+    jsonw_obj(w, "inbound");
+    jsonw_u64(w, "greylisted", g->in_greylisted);
+    jsonw_u64(w, "passed", g->in_passed);
+    jsonw_u64(w, "retried_from_other_ip", g->in_other_ip);
+    jsonw_u64(w, "never_retried", g->pending.free_val ? dict_count(&g->pending) : 0);
+    jsonw_obj(w, "delay");
     j_delays(w, &g->in_delay);
-    json_end(w);
+    jsonw_end(w);
     j_tally(w, "other_ip_sender_domains", &g->other_ip_senders, dom, 1, top);
-    json_end(w);
-    json_obj(w, "outbound");
-    json_u64(w, "greylisted", g->out_messages);
-    json_u64(w, "delivered_later", g->out_delivered);
-    json_obj(w, "delay");
+    jsonw_end(w);
+    jsonw_obj(w, "outbound");
+    jsonw_u64(w, "greylisted", g->out_messages);
+    jsonw_u64(w, "delivered_later", g->out_delivered);
+    jsonw_obj(w, "delay");
     j_delays(w, &g->out_delay);
-    json_end(w);
+    jsonw_end(w);
     j_tally(w, "destinations", &g->out_by_dest, dest, 1, top);
-    json_end(w);
-    json_end(w);
+    jsonw_end(w);
+    jsonw_end(w);
 }
 
-static void j_incidents(struct json_w *w, struct rp_stats *s)
+static void j_incidents(struct jsonw *w, struct rp_stats *s)
 {
-    json_arr(w, "incidents");
+    jsonw_arr(w, "incidents");
     for (size_t i = 0; i < s->ninc; i++) {
         const struct rp_incident *in = &s->inc[i];
-        json_obj(w, NULL);
-        json_str(w, "kind", in->tls ? "tls_failures" : "deferrals");
-        json_str(w, "key", in->key);
-        json_ts(w, "start", in->start);
-        json_ts(w, "end", in->end);
-        json_u64(w, "attempts", in->attempts);
-        json_u64(w, "failures", in->failures);
-        json_dbl(w, "rate", in->rate);
-        json_dbl(w, "baseline", in->baseline);
-        json_u64(w, "affected", in->affected);
-        json_str(w, "dominant_class", classify_name(in->dominant));
-        json_str(w, "dominant_reply", in->example);
-        json_end(w);
+        jsonw_obj(w, NULL);
+        jsonw_str(w, "kind", in->tls ? "tls_failures" : "deferrals");
+        jsonw_str(w, "key", in->key);
+        j_ts(w, "start", in->start);
+        j_ts(w, "end", in->end);
+        jsonw_u64(w, "attempts", in->attempts);
+        jsonw_u64(w, "failures", in->failures);
+        jsonw_dbl(w, "rate", in->rate);
+        jsonw_dbl(w, "baseline", in->baseline);
+        jsonw_u64(w, "affected", in->affected);
+        jsonw_str(w, "dominant_class", classify_name(in->dominant));
+        jsonw_str(w, "dominant_reply", in->example);
+        jsonw_end(w);
     }
-    json_end(w);
+    jsonw_end(w);
 }
 
 void rp_json(struct rp_ctx *c, FILE *out)
 {
     struct rp_stats *s = &c->st;
     int top = c->o->top;
-    struct json_w w;
-    json_init(&w, out);
-    json_obj(&w, NULL);
-    json_str(&w, "schema", "sluice-report/1");
-    json_str(&w, "generator", "sluice " SLUICE_VERSION);
-    json_obj(&w, "period");
-    json_ts(&w, "first", s->first_ts);
-    json_ts(&w, "last", s->last_ts);
-    json_u64(&w, "days", dict_count(&s->days_seen));
-    json_u64(&w, "incident_bucket_seconds", (uint64_t)s->bucket);
-    json_end(&w);
+    struct jsonw w;
+    jsonw_init(&w, out);
+    jsonw_obj(&w, NULL);
+    jsonw_str(&w, "schema", "sluice-report/1");
+    jsonw_str(&w, "generator", "sluice " SLUICE_VERSION);
+    jsonw_obj(&w, "period");
+    j_ts(&w, "first", s->first_ts);
+    j_ts(&w, "last", s->last_ts);
+    jsonw_u64(&w, "days", dict_count(&s->days_seen));
+    jsonw_u64(&w, "incident_bucket_seconds", (uint64_t)s->bucket);
+    jsonw_end(&w);
     j_input(&w, s);
     j_totals(&w, s);
     j_traffic(&w, s);
@@ -478,48 +478,48 @@ void rp_json(struct rp_ctx *c, FILE *out)
     j_tls(&w, s, top);
     j_grey(&w, s, top);
     j_incidents(&w, s);
-    json_end(&w);
+    jsonw_end(&w);
 }
 
 static const char *const st_names[] = {"none", "sent", "deferred", "bounced", "other"};
 
 void rp_trace_json(struct rp_ctx *c, FILE *out)
 {
-    struct json_w w;
-    json_init(&w, out);
-    json_obj(&w, NULL);
-    json_str(&w, "schema", "sluice-report-trace/1");
-    json_str(&w, "id", c->o->trace);
-    json_arr(&w, "journeys");
+    struct jsonw w;
+    jsonw_init(&w, out);
+    jsonw_obj(&w, NULL);
+    jsonw_str(&w, "schema", "sluice-report-trace/1");
+    jsonw_str(&w, "id", c->o->trace);
+    jsonw_arr(&w, "journeys");
     for (size_t i = 0; i < c->ntraced; i++) {
         const struct rp_msg *m = c->traced[i];
-        json_obj(&w, NULL);
-        json_str(&w, "queue_id", m->qid);
-        json_str(&w, "parent", m->parent);
-        json_ts(&w, "arrival", m->arrival ? m->arrival : m->first_ts);
-        json_str(&w, "client", m->client);
-        json_str(&w, "sender", m->sender);
-        json_u64(&w, "size", m->size);
-        json_str(&w, "message_id", m->msgid);
-        json_str(&w, "notification", m->notice);
-        json_arr(&w, "attempts");
+        jsonw_obj(&w, NULL);
+        jsonw_str(&w, "queue_id", m->qid);
+        jsonw_str(&w, "parent", m->parent);
+        j_ts(&w, "arrival", m->arrival ? m->arrival : m->first_ts);
+        jsonw_str(&w, "client", m->client);
+        jsonw_str(&w, "sender", m->sender);
+        jsonw_u64(&w, "size", m->size);
+        jsonw_str(&w, "message_id", m->msgid);
+        jsonw_str(&w, "notification", m->notice);
+        jsonw_arr(&w, "attempts");
         for (size_t a = 0; a < m->natt; a++) {
             const struct rp_attempt *at = &m->att[a];
-            json_obj(&w, NULL);
-            json_ts(&w, "time", at->ts);
-            json_str(&w, "recipient", m->rcpts[at->rcpt]);
-            json_str(&w, "status", st_names[at->status < 5 ? at->status : 4]);
-            json_str(&w, "relay", at->relay);
-            json_dbl(&w, "delay", at->delay);
-            json_str(&w, "dsn", at->dsn[0] ? at->dsn : NULL);
-            json_str(&w, "class", at->status == ST_SENT ? NULL : classify_name(at->cls));
-            json_str(&w, "reply", at->reply);
-            json_end(&w);
+            jsonw_obj(&w, NULL);
+            j_ts(&w, "time", at->ts);
+            jsonw_str(&w, "recipient", m->rcpts[at->rcpt]);
+            jsonw_str(&w, "status", st_names[at->status < 5 ? at->status : 4]);
+            jsonw_str(&w, "relay", at->relay);
+            jsonw_dbl(&w, "delay", at->delay);
+            jsonw_str(&w, "dsn", at->dsn[0] ? at->dsn : NULL);
+            jsonw_str(&w, "class", at->status == ST_SENT ? NULL : classify_name(at->cls));
+            jsonw_str(&w, "reply", at->reply);
+            jsonw_end(&w);
         }
-        json_end(&w);
-        json_str(&w, "log", m->lines.data ? m->lines.data : "");
-        json_end(&w);
+        jsonw_end(&w);
+        jsonw_str(&w, "log", m->lines.data ? m->lines.data : "");
+        jsonw_end(&w);
     }
-    json_end(&w);
-    json_end(&w);
+    jsonw_end(&w);
+    jsonw_end(&w);
 }

@@ -1,12 +1,12 @@
 /*
- * json.c - streaming JSON writer (see json.h).
+ * jsonw.c - streaming JSON writer (see jsonw.h).
  */
-#include "lib/json.h"
+#include "lib/jsonw.h"
 
 #include <math.h>
 #include <string.h>
 
-void json_init(struct json_w *w, FILE *f)
+void jsonw_init(struct jsonw *w, FILE *f)
 {
     memset(w, 0, sizeof(*w));
     w->f = f;
@@ -36,7 +36,7 @@ static size_t utf8_len(const unsigned char *s)
     return n;
 }
 
-void json_quote(FILE *f, const char *str)
+void jsonw_quote(FILE *f, const char *str)
 {
     const unsigned char *s = (const unsigned char *)str;
     fputc('"', f);
@@ -62,38 +62,38 @@ void json_quote(FILE *f, const char *str)
     fputc('"', f);
 }
 
-static void sep(struct json_w *w, const char *key)
+static void sep(struct jsonw *w, const char *key)
 {
     if (!w->first[w->depth])
         fputc(',', w->f);
     w->first[w->depth] = false;
     if (key) {
-        json_quote(w->f, key);
+        jsonw_quote(w->f, key);
         fputc(':', w->f);
     }
 }
 
-static void open_(struct json_w *w, const char *key, char c)
+static void open_(struct jsonw *w, const char *key, char c)
 {
     sep(w, key);
     fputc(c, w->f);
-    if (w->depth + 1 < JSON_MAX_DEPTH)
+    if (w->depth + 1 < JSONW_MAX_DEPTH)
         w->depth++;
     w->first[w->depth] = true;
     w->close[w->depth] = c == '{' ? '}' : ']';
 }
 
-void json_obj(struct json_w *w, const char *key)
+void jsonw_obj(struct jsonw *w, const char *key)
 {
     open_(w, key, '{');
 }
 
-void json_arr(struct json_w *w, const char *key)
+void jsonw_arr(struct jsonw *w, const char *key)
 {
     open_(w, key, '[');
 }
 
-void json_end(struct json_w *w)
+void jsonw_end(struct jsonw *w)
 {
     if (w->depth > 0) {
         fputc(w->close[w->depth], w->f);
@@ -103,22 +103,22 @@ void json_end(struct json_w *w)
         fputc('\n', w->f);
 }
 
-void json_str(struct json_w *w, const char *key, const char *val)
+void jsonw_str(struct jsonw *w, const char *key, const char *val)
 {
     sep(w, key);
     if (val)
-        json_quote(w->f, val);
+        jsonw_quote(w->f, val);
     else
         fputs("null", w->f);
 }
 
-void json_u64(struct json_w *w, const char *key, uint64_t v)
+void jsonw_u64(struct jsonw *w, const char *key, uint64_t v)
 {
     sep(w, key);
     fprintf(w->f, "%llu", (unsigned long long)v);
 }
 
-void json_dbl(struct json_w *w, const char *key, double v)
+void jsonw_dbl(struct jsonw *w, const char *key, double v)
 {
     sep(w, key);
     if (isfinite(v))
@@ -127,7 +127,7 @@ void json_dbl(struct json_w *w, const char *key, double v)
         fputs("null", w->f);
 }
 
-void json_bool(struct json_w *w, const char *key, bool v)
+void jsonw_bool(struct jsonw *w, const char *key, bool v)
 {
     sep(w, key);
     fputs(v ? "true" : "false", w->f);
