@@ -5,7 +5,7 @@
 
 CC       ?= cc
 PREFIX   ?= /usr/local
-PKGS     := libevent libevent_openssl libevent_pthreads openssl libunbound hiredis
+PKGS     := libevent libevent_openssl libevent_pthreads openssl libunbound hiredis zlib
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -115,3 +115,8 @@ clean:
 	rm -rf build
 
 -include $(OBJS:.o=.d) $(ASAN_OBJS:.o=.d)
+
+# The compiled-in copy of the shipped reply-rules table.
+src/mail/classify_rules.inc: etc/reply_rules scripts/gen_reply_rules.sh
+	@echo "  GEN     $@"
+	@scripts/gen_reply_rules.sh etc/reply_rules > $@

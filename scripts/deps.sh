@@ -6,7 +6,8 @@ set -e
 PKGS="gcc make pkg-config clang libclang-rt-14-dev libevent-dev libssl-dev
 libcmocka-dev openssl python3 swaks postfix iproute2 procps
 libunbound-dev liblmdb-dev libhiredis-dev dnsmasq-base redis-server postgrey
-dovecot-imapd dovecot-pop3d dovecot-lmtpd isync"
+dovecot-imapd dovecot-pop3d dovecot-lmtpd isync
+zlib1g-dev pflogsumm chromium time"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

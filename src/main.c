@@ -8,6 +8,7 @@
 #include "smtpd/smtpd.h"
 #include "tools/tools.h"
 #include "tools/migrate.h"
+#include "tools/report.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -32,6 +33,7 @@ static void usage(FILE *out)
         "                               the greylist store\n"
         "  migrate --host1 H --user1 U --passfile1 F --host2 H ...\n"
         "                               IMAP (or POP3) -> IMAP mailbox migration\n"
+        "  report  [options] [LOGFILE...]   deliverability report from MTA logs\n"
         "  version                      print the version\n"
         "\n"
         "Without -c, sluice reads $SLUICE_CONFIG, else " DEFAULT_CONFIG " if it\n"
@@ -191,6 +193,7 @@ static const struct verb verbs[] = {
     {"policy", verb_policy},
     {"greylist", verb_greylist},
     {"migrate", migrate_main},
+    {"report", report_main},
     {"version", verb_version},
     {"queue", queue_cli_main},
     {"explain", explain_main},

@@ -41,18 +41,24 @@ void dict_free(struct dict *d)
     d->cap = d->used = d->filled = 0;
 }
 
-static struct dict_slot *dict_find(const struct dict *d, const char *key)
+static struct dict_slot *dict_find_h(const struct dict *d, const char *key,
+                                     unsigned long h)
 {
     if (d->cap == 0)
         return NULL;
     size_t mask = d->cap - 1;
-    for (size_t i = dict_hash(key) & mask;; i = (i + 1) & mask) {
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
         struct dict_slot *s = &d->slots[i];
         if (s->key == NULL)
             return NULL;
-        if (s->key != DICT_TOMBSTONE && strcmp(s->key, key) == 0)
+        if (s->hash == h && s->key != DICT_TOMBSTONE && strcmp(s->key, key) == 0)
             return s;
     }
+}
+
+static struct dict_slot *dict_find(const struct dict *d, const char *key)
+{
+    return dict_find_h(d, key, dict_hash(key));
 }
 
 void *dict_get(const struct dict *d, const char *key)
@@ -72,7 +78,7 @@ static void dict_rehash(struct dict *d, size_t newcap)
         char *k = old[i].key;
         if (k == NULL || k == DICT_TOMBSTONE)
             continue;
-        size_t mask = newcap - 1, j = dict_hash(k) & mask;
+        size_t mask = newcap - 1, j = old[i].hash & mask;
         while (d->slots[j].key)
             j = (j + 1) & mask;
         d->slots[j] = old[i];
@@ -84,22 +90,25 @@ static void dict_rehash(struct dict *d, size_t newcap)
 
 void dict_set(struct dict *d, const char *key, void *val)
 {
-    struct dict_slot *s = dict_find(d, key);
+    unsigned long h = dict_hash(key);
+    struct dict_slot *s = dict_find_h(d, key, h);
     if (s) {
         if (d->free_val && s->val != val)
             d->free_val(s->val);
         s->val = val;
         return;
     }
-    if ((d->filled + 1) * 4 >= d->cap * 3)
-        dict_rehash(d, d->cap ? (d->used * 2 >= d->cap ? d->cap * 2 : d->cap) : 16);
-    size_t mask = d->cap - 1, i = dict_hash(key) & mask;
+    /* at most half full (tombstones included): probe chains stay short */
+    if ((d->filled + 1) * 2 >= d->cap)
+        dict_rehash(d, d->cap ? (d->used * 4 >= d->cap ? d->cap * 2 : d->cap) : 16);
+    size_t mask = d->cap - 1, i = h & mask;
     while (d->slots[i].key && d->slots[i].key != DICT_TOMBSTONE)
         i = (i + 1) & mask;
     if (d->slots[i].key == NULL)
         d->filled++;
     d->slots[i].key = xstrdup(key);
     d->slots[i].val = val;
+    d->slots[i].hash = h;
     d->used++;
 }
 

@@ -12,6 +12,7 @@
 struct dict_slot {
     char *key;       /* NULL = empty; DICT_TOMBSTONE = deleted */
     void *val;
+    unsigned long hash;  /* of key, so probes skip most string compares */
 };
 
 struct dict {
