@@ -230,6 +230,8 @@ static struct qdest *dest_get(struct qmgr *q, const struct nexthop *hop,
         if (d->concurrency < 1)
             d->concurrency = 1;
         dict_set(&q->dests, key, d);
+        /* once per destination: shows operators (and tests) the MX rollup */
+        log_svc("qmgr", "destination %s opened for %s", key, hop->host);
     }
     return d;
 }
