@@ -3,6 +3,7 @@
  * Maildir convention "SECONDS.MUSECPPIDQCOUNTER.HOST".
  */
 #include "delivery/maildir.h"
+#include "lib/fsutil.h"
 #include "lib/strutil.h"
 
 #include <errno.h>
@@ -37,23 +38,6 @@ int maildir_safe_name(const char *in, char *out, size_t outlen)
     return 0;
 }
 
-static int mkdirs(const char *path)
-{
-    char tmp[600];
-    if (str_copy(tmp, path, sizeof(tmp)) >= sizeof(tmp))
-        return -1;
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
-            return -1;
-        *p = '/';
-    }
-    if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
-        return -1;
-    return 0;
-}
 
 static int fail(struct maildir_job *j, int err, const char *what)
 {
@@ -145,7 +129,7 @@ void maildir_deliver(struct maildir_job *j)
     static const char *const subs[] = {"tmp", "new", "cur"};
     for (int i = 0; i < 3; i++) {
         snprintf(sub, sizeof(sub), "%s/%s", dir, subs[i]);
-        if (mkdirs(sub) < 0) {
+        if (fs_mkdir_p(sub, 0700) < 0) {
             fail(j, errno, "cannot create maildir");
             return;
         }

@@ -12,6 +12,7 @@
  * Stored value: "<expiry unix time> <payload>".
  */
 #include "greylist/store.h"
+#include "lib/fsutil.h"
 #include "lib/dict.h"
 #include "lib/log.h"
 #include "lib/strutil.h"
@@ -352,28 +353,12 @@ static const struct store_ops lmdb_ops = {
     "lmdb", lmdb_close, lmdb_ok, lmdb_mget, lmdb_put, lmdb_del, lmdb_scan, lmdb_expire,
 };
 
-/* mkdir -p */
-static int lmdb_mkdirs(const char *path)
-{
-    char tmp[600];
-    if (str_copy(tmp, path, sizeof(tmp)) >= sizeof(tmp))
-        return -1;
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(tmp, 0750) < 0 && errno != EEXIST)
-            return -1;
-        *p = '/';
-    }
-    return mkdir(tmp, 0750) < 0 && errno != EEXIST ? -1 : 0;
-}
 
 static int lmdb_env_open(struct lmdb_store *s, const char *path, char *err, size_t errlen)
 {
     int rc;
     MDB_txn *txn;
-    if (lmdb_mkdirs(path) < 0) {
+    if (fs_mkdir_p(path, 0750) < 0) {
         snprintf(err, errlen, "cannot create greylist store %s: %s", path, strerror(errno));
         return -1;
     }

@@ -8,6 +8,7 @@
  * cache, which does not block in practice.
  */
 #include "queue/spool.h"
+#include "lib/fsutil.h"
 #include "lib/log.h"
 #include "lib/strutil.h"
 #include "lib/xalloc.h"
@@ -64,23 +65,6 @@ struct spool {
     struct event *wake_ev;
 };
 
-static int mkdir_p(const char *path, mode_t mode)
-{
-    char tmp[512];
-    if (str_copy(tmp, path, sizeof(tmp)) >= sizeof(tmp))
-        return -1;
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(tmp, mode) < 0 && errno != EEXIST)
-                return -1;
-            *p = '/';
-        }
-    }
-    if (mkdir(tmp, mode) < 0 && errno != EEXIST)
-        return -1;
-    return 0;
-}
 
 /* Remove leftovers of interrupted receives and check writability. */
 static int spool_clean_tmp(struct spool *sp, char *err, size_t errlen)
@@ -142,7 +126,7 @@ struct spool *spool_open(const char *dir, struct event_base *base,
     sp->wake_pipe[0] = sp->wake_pipe[1] = -1;
     snprintf(sp->tmp_dir, sizeof(sp->tmp_dir), "%s/tmp", dir);
     snprintf(sp->queue_dir, sizeof(sp->queue_dir), "%s/queue", dir);
-    if (mkdir_p(sp->tmp_dir, 0700) < 0 || mkdir_p(sp->queue_dir, 0700) < 0) {
+    if (fs_mkdir_p(sp->tmp_dir, 0700) < 0 || fs_mkdir_p(sp->queue_dir, 0700) < 0) {
         snprintf(err, errlen, "cannot create spool directory under %s: %s; fix: "
                  "check permissions or set spool_dir", dir, strerror(errno));
         goto fail;
