@@ -48,6 +48,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 os.environ.setdefault("SLUICE_BIN", os.path.join(ROOT, "build", "sluice"))
 
 import harness  # noqa: E402
+from peers import PostfixPeer  # noqa: E402
 
 SLUICE_BIN = os.environ["SLUICE_BIN"]
 harness.SLUICE = SLUICE_BIN
@@ -266,124 +267,14 @@ def check(at_sink, sent_lines, who):
 # ---------------------------------------------------------------------------
 # Postfix
 
-MASTER_CF = """\
-127.0.0.1:{port} inet n - n - - smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-tlsmgr    unix  -       -       n       1000?   1       tlsmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-"""
+class Postfix(PostfixPeer):
+    """tests/integration/peers.py's private Postfix, relaying to smtp-sink."""
 
-
-class Postfix:
     def __init__(self, base, relay_port, hold):
-        self.dir = tempfile.mkdtemp(prefix="postfix-", dir=base)
-        os.chmod(self.dir, 0o755)
-        self.port = harness.free_port()
-        self.etc = os.path.join(self.dir, "etc")
-        self.queue = os.path.join(self.dir, "queue")
-        self.data = os.path.join(self.dir, "data")
-        self.logfile = os.path.join(self.dir, "postfix.log")
-        for d in (self.etc, self.queue, self.data):
-            os.makedirs(d)
-        shutil.chown(self.data, "postfix")
-        main = {
-            "compatibility_level": "3.6",
-            "queue_directory": self.queue,
-            "data_directory": self.data,
-            "mail_owner": "postfix",
-            "setgid_group": "postdrop",
-            "inet_interfaces": "127.0.0.1",
-            "inet_protocols": "ipv4",
-            "myhostname": "postfix.test.example",
-            "mydomain": "test.example",
-            "mydestination": "",
-            "mynetworks": "127.0.0.0/8",
-            "maillog_file": self.logfile,
-            "maillog_file_prefixes": "/tmp,/var,/work," + os.path.dirname(base.rstrip("/")),
-            "alias_maps": "",
-            "alias_database": "",
-            "biff": "no",
-            "relayhost": f"[127.0.0.1]:{relay_port}",
-            "smtp_dns_support_level": "disabled",
-            "smtpd_relay_restrictions": "permit_mynetworks, reject",
-        }
-        if hold:
-            main["smtpd_client_restrictions"] = "check_client_access static:HOLD"
-        with open(os.path.join(self.etc, "main.cf"), "w") as f:
-            for k, v in main.items():
-                f.write(f"{k} = {v}\n")
-        with open(os.path.join(self.etc, "master.cf"), "w") as f:
-            f.write(MASTER_CF.format(port=self.port))
-        self.master_pid = None
-
-    def cmd(self, *args, timeout=120):
-        p = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout)
-        if p.returncode != 0:
-            raise RuntimeError(f"{args[0]} failed ({p.returncode}): {p.stdout}{p.stderr}\n"
-                               f"{self.log()[-2000:]}")
-        return p.stdout
-
-    def start(self):
-        self.cmd("/usr/sbin/postfix", "-c", self.etc, "check")
-        self.cmd("/usr/sbin/postfix", "-c", self.etc, "start")
-        pidfile = os.path.join(self.queue, "pid", "master.pid")
-        wait_for(lambda: os.path.exists(pidfile) and open(pidfile).read().strip(), 20,
-                 "postfix master.pid")
-        with open(pidfile) as f:
-            self.master_pid = int(f.read().strip())
-        harness.wait_port("127.0.0.1", self.port)
-        return self
-
-    def stop(self):
-        if self.master_pid is None:
-            return
-        kids = children_of(self.master_pid)
-        try:
-            subprocess.run(["/usr/sbin/postfix", "-c", self.etc, "stop"], capture_output=True,
-                           timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
-        deadline = time.time() + 10
-        while time.time() < deadline and alive(self.master_pid):
-            time.sleep(0.05)
-        for pid in [self.master_pid] + kids:
-            if alive(pid):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        self.master_pid = None
-
-    def queue_count(self, *queues):
-        n = 0
-        for q in queues or ("maildrop", "incoming", "active", "deferred", "hold"):
-            for _root, _dirs, files in os.walk(os.path.join(self.queue, q)):
-                n += len(files)
-        return n
-
-    def log(self):
-        try:
-            with open(self.logfile, errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
+        super().__init__(relay_to=relay_port, hold=hold,
+                         tmpdir=tempfile.mkdtemp(prefix="postfix-", dir=base),
+                         extra={"myhostname": "postfix.test.example",
+                                "smtp_tls_security_level": "none"})
 
     def sent(self):
         return len(re.findall(r"postfix/smtp\[\d+\]: .* status=sent", self.log()))

@@ -26,6 +26,7 @@ import time
 import unittest
 
 import harness
+from peers import PostfixPeer
 
 SLUICE = harness.SLUICE
 LOG_ROOT = os.environ.get("SLUICE_TEST_LOGS", "/tmp/sluice-delivery-logs")
@@ -212,140 +213,36 @@ class SmtpSink:
         return re.findall(r"^Message-ID: (<[^>]*>)", self.text(), re.M | re.I)
 
 
-class PostfixReceiver:
+class PostfixReceiver(PostfixPeer):
     """A private Debian Postfix that receives mail for one domain into a
     Maildir (virtual_mailbox_domains), listening on one loopback port."""
 
-    MASTER_CF = """\
-127.0.0.1:{port} inet n - n - - smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-virtual   unix  -       n       n       -       -       virtual
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-"""
-
     def __init__(self, tmp, domain="rcv.test.example", extra=None, recipient_access=None):
-        self.dir = os.path.join(tmp, "postfix")
-        os.makedirs(self.dir)
-        os.chmod(self.dir, 0o755)
         os.chmod(tmp, 0o755)
+        pdir = os.path.join(tmp, "postfix")
         self.domain = domain
-        self.port = harness.free_port()
-        self.etc = os.path.join(self.dir, "etc")
-        self.queue = os.path.join(self.dir, "queue")
-        self.data = os.path.join(self.dir, "data")
-        self.mail = os.path.join(self.dir, "vmail")
-        self.logfile = os.path.join(self.dir, "postfix.log")
-        for d in (self.etc, self.queue, self.data, self.mail):
-            os.makedirs(d)
-        shutil.chown(self.data, "postfix")
+        self.mail = os.path.join(pdir, "vmail")
+        os.makedirs(self.mail)
         shutil.chown(self.mail, "nobody", "nogroup")
-        maps = os.path.join(self.etc, "vmailbox")
-        with open(maps, "w") as f:
-            f.write(f"@{domain} {domain}/catchall/\n")
+        etc = os.path.join(pdir, "etc")
+        files = {"vmailbox": f"@{domain} {domain}/catchall/\n"}
         main = {
-            "compatibility_level": "3.6",
-            "queue_directory": self.queue,
-            "data_directory": self.data,
-            "mail_owner": "postfix",
-            "setgid_group": "postdrop",
-            "inet_interfaces": "127.0.0.1",
-            "inet_protocols": "ipv4",
             "myhostname": "postfix.test.example",
-            "mydomain": "test.example",
-            "mydestination": "",
-            "mynetworks": "127.0.0.0/8",
-            "maillog_file": self.logfile,
-            "maillog_file_prefixes": "/tmp,/var,/work," + os.path.dirname(tmp.rstrip("/")),
-            "alias_maps": "",
-            "alias_database": "",
-            "biff": "no",
-            "relayhost": "",
-            "smtp_dns_support_level": "disabled",
             "smtpd_relay_restrictions": "permit_mynetworks, reject_unauth_destination",
             "virtual_mailbox_domains": domain,
             "virtual_mailbox_base": self.mail,
-            "virtual_mailbox_maps": f"texthash:{maps}",
+            "virtual_mailbox_maps": f"texthash:{etc}/vmailbox",
             "virtual_uid_maps": "static:65534",
             "virtual_gid_maps": "static:65534",
             "virtual_minimum_uid": "100",
         }
         if recipient_access:
-            acc = os.path.join(self.etc, "recipient_access")
-            with open(acc, "w") as f:
-                for k, v in recipient_access.items():
-                    f.write(f"{k} {v}\n")
-            main["smtpd_recipient_restrictions"] = (f"check_recipient_access texthash:{acc}, "
+            files["recipient_access"] = "".join(f"{k} {v}\n" for k, v in recipient_access.items())
+            main["smtpd_recipient_restrictions"] = (f"check_recipient_access "
+                                                    f"texthash:{etc}/recipient_access, "
                                                     "permit_mynetworks, reject")
         main.update(extra or {})
-        with open(os.path.join(self.etc, "main.cf"), "w") as f:
-            for k, v in main.items():
-                f.write(f"{k} = {v}\n")
-        with open(os.path.join(self.etc, "master.cf"), "w") as f:
-            f.write(self.MASTER_CF.format(port=self.port))
-        self.master_pid = None
-
-    def _postfix(self, *args, timeout=60):
-        p = subprocess.run(["/usr/sbin/postfix", "-c", self.etc, *args], capture_output=True,
-                           text=True, timeout=timeout)
-        return p.returncode, p.stdout + p.stderr
-
-    def start(self, timeout=20):
-        rc, out = self._postfix("check")
-        if rc != 0:
-            raise RuntimeError(f"postfix check failed: {out}\n{self.log()[-2000:]}")
-        rc, out = self._postfix("start")
-        if rc != 0:
-            raise RuntimeError(f"postfix start failed: {out}\n{self.log()[-2000:]}")
-        pidfile = os.path.join(self.queue, "pid", "master.pid")
-        wait_until(lambda: os.path.exists(pidfile) and open(pidfile).read().strip(),
-                   timeout, what="postfix master.pid")
-        with open(pidfile) as f:
-            self.master_pid = int(f.read().strip())
-        harness.wait_port("127.0.0.1", self.port, timeout=timeout)
-        return self
-
-    def stop(self):
-        if self.master_pid is None:
-            return
-        kids = children_of(self.master_pid)
-        try:
-            self._postfix("stop", timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
-        deadline = time.time() + 10
-        while time.time() < deadline and alive(self.master_pid):
-            time.sleep(0.05)
-        for pid in [self.master_pid] + kids:
-            if alive(pid):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        self.master_pid = None
-
-    def log(self):
-        try:
-            with open(self.logfile, errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
+        super().__init__(tmpdir=pdir, extra=main, files=files)
 
     def mailbox(self):
         d = os.path.join(self.mail, self.domain, "catchall", "new")

@@ -14,6 +14,7 @@ import tempfile
 import time
 
 from harness import SLUICE, free_port, wait_port
+from peers import PostfixPeer
 
 DNSMASQ = "/usr/sbin/dnsmasq"
 REDIS = "/usr/bin/redis-server"
@@ -219,96 +220,25 @@ def smtp_attempt(host, port, source, sender, rcpt, helo="client.test", body=None
         s.close()
 
 
-class Postfix:
-    """A private Postfix: own config and queue directories, one smtpd on a
-    free port of 127.0.0.1, a log file, everything local discarded."""
+class Postfix(PostfixPeer):
+    """A private Postfix that asks `sluice policy` at RCPT, one smtpd on a
+    free port of 127.0.0.1, everything accepted discarded."""
 
     def __init__(self, tmpdir, policy_port, mynetworks="127.0.0.1/32"):
-        self.dir = os.path.join(tmpdir, "postfix")
-        self.conf = os.path.join(self.dir, "etc")
-        self.queue = os.path.join(self.dir, "queue")
-        self.data = os.path.join(self.dir, "data")
-        self.logfile = os.path.join(self.dir, "maillog")
-        for d in (self.conf, self.queue, self.data):
-            os.makedirs(d, exist_ok=True)
-        shutil.chown(self.data, "postfix", "postfix")
-        self.port = free_port()
-        main = f"""compatibility_level = 3.6
-queue_directory = {self.queue}
-data_directory = {self.data}
-command_directory = /usr/sbin
-daemon_directory = /usr/lib/postfix/sbin
-meta_directory = /etc/postfix
-shlib_directory = /usr/lib/postfix
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = pf.test.example
-mydomain = test.example
-mydestination = test.example
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = {mynetworks}
-local_recipient_maps =
-alias_maps =
-alias_database =
-local_transport = discard:
-default_transport = discard:
-relay_transport = discard:
-smtpd_recipient_restrictions = check_policy_service inet:127.0.0.1:{policy_port}, permit_mynetworks, reject_unauth_destination
-smtpd_delay_reject = yes
-maillog_file = {self.logfile}
-maillog_file_prefixes = {self.dir}
-smtputf8_enable = no
-biff = no
-"""
-        with open(os.path.join(self.conf, "main.cf"), "w") as f:
-            f.write(main)
-        master = f"""{self.port} inet n - n - - smtpd
-pickup unix n - n 60 1 pickup
-cleanup unix n - n - 0 cleanup
-qmgr unix n - n 300 1 qmgr
-rewrite unix - - n - - trivial-rewrite
-bounce unix - - n - 0 bounce
-defer unix - - n - 0 bounce
-trace unix - - n - 0 bounce
-verify unix - - n - 1 verify
-flush unix n - n 1000? 0 flush
-proxymap unix - - n - - proxymap
-smtp unix - - n - - smtp
-relay unix - - n - - smtp
-showq unix n - n - - showq
-error unix - - n - - error
-retry unix - - n - - error
-discard unix - - n - - discard
-local unix - n n - - local
-lmtp unix - - n - - lmtp
-anvil unix - - n - 1 anvil
-scache unix - - n - 1 scache
-postlog unix-dgram n - n - 1 postlogd
-"""
-        with open(os.path.join(self.conf, "master.cf"), "w") as f:
-            f.write(master)
-
-    def run(self, *args):
-        return subprocess.run([POSTFIX, "-c", self.conf, *args], capture_output=True,
-                              text=True, timeout=60)
-
-    def start(self):
-        p = self.run("start")
-        if p.returncode != 0:
-            raise RuntimeError(f"postfix start: {p.stdout}{p.stderr}")
-        wait_port("127.0.0.1", self.port, timeout=30)
-        return self
-
-    def stop(self):
-        self.run("stop")
-
-    def log(self):
-        try:
-            with open(self.logfile, errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
+        super().__init__(tmpdir=os.path.join(tmpdir, "postfix"), extra={
+            "myhostname": "pf.test.example",
+            "mydestination": "test.example",
+            "mynetworks": mynetworks,
+            "local_recipient_maps": "",
+            "local_transport": "discard:",
+            "default_transport": "discard:",
+            "relay_transport": "discard:",
+            "smtpd_relay_restrictions": "permit_mynetworks, defer_unauth_destination",
+            "smtpd_recipient_restrictions": f"check_policy_service inet:127.0.0.1:{policy_port}, "
+                                            "permit_mynetworks, reject_unauth_destination",
+            "smtpd_delay_reject": "yes",
+            "smtputf8_enable": "no",
+        })
 
 
 def tmpdir(prefix):

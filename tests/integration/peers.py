@@ -1,6 +1,9 @@
 """peers.py - a private Postfix instance for tests and benchmarks.
 
-Not a test module. `PostfixPeer` runs Debian's Postfix with its own
+Not a test module. `PostfixPeer` is the one private Postfix every suite and
+benchmark uses (relay into sluice, receiver for sluice's deliveries,
+policy client of `sluice policy`, log source for `sluice report`). It runs
+Debian's Postfix with its own
 config_directory, queue_directory and data_directory under a temporary
 directory, listening on one loopback port, logging to a file (no syslog
 needed). Two roles:
@@ -42,6 +45,9 @@ proxymap  unix  -       -       n       -       -       proxymap
 smtp      unix  -       -       n       -       -       smtp
 relay     unix  -       -       n       -       -       smtp
 showq     unix  n       -       n       -       -       showq
+local     unix  -       n       n       -       -       local
+virtual   unix  -       n       n       -       -       virtual
+lmtp      unix  -       -       n       -       -       lmtp
 error     unix  -       -       n       -       -       error
 retry     unix  -       -       n       -       -       error
 discard   unix  -       -       n       -       -       discard
@@ -66,8 +72,11 @@ def _user_exists(name):
 
 class PostfixPeer:
     def __init__(self, relay_to=None, hold=False, port=None, extra=None, smtpd_limit="-",
-                 tmpdir=None):
+                 tmpdir=None, files=None):
+        """extra: main.cf settings that override the defaults below; files:
+        {name: text} written into the config directory (tables)."""
         self.dir = tmpdir or tempfile.mkdtemp(prefix="sluice-postfix-")
+        os.makedirs(self.dir, exist_ok=True)
         os.chmod(self.dir, 0o755)
         self.port = port or harness.free_port()
         self.etc = os.path.join(self.dir, "etc")
@@ -77,6 +86,9 @@ class PostfixPeer:
         for d in (self.etc, self.queue, self.data):
             os.makedirs(d, exist_ok=True)
         shutil.chown(self.data, "postfix")
+        for name, text in (files or {}).items():
+            with open(os.path.join(self.etc, name), "w") as f:
+                f.write(text)
         main = {
             "compatibility_level": "3.6",
             "queue_directory": self.queue,
@@ -119,6 +131,14 @@ class PostfixPeer:
         p = subprocess.run([POSTFIX, "-c", self.etc, *args], capture_output=True, text=True,
                            timeout=timeout)
         return p.returncode, p.stdout + p.stderr
+
+    def cmd(self, *args, timeout=120):
+        """Run a Postfix command (postsuper, postqueue, ...); raise on failure."""
+        p = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout)
+        if p.returncode != 0:
+            raise RuntimeError(f"{args[0]} failed ({p.returncode}): {p.stdout}{p.stderr}\n"
+                               f"{self.log()[-2000:]}")
+        return p.stdout
 
     def start(self, timeout=20):
         rc, out = self._postfix("check")
@@ -190,7 +210,7 @@ class PostfixPeer:
 
     def queue_count(self, *queues):
         n = 0
-        for q in queues or ("incoming", "active", "deferred", "hold"):
+        for q in queues or ("maildrop", "incoming", "active", "deferred", "hold"):
             for _root, _dirs, files in os.walk(os.path.join(self.queue, q)):
                 n += len(files)
         return n
