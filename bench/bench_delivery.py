@@ -65,28 +65,6 @@ def log(*a):
     print(*a, flush=True)
 
 
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, IndexError):
-        return False
-
-
-def children_of(ppid):
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            if int(fields[1]) == ppid:
-                out.append(int(d))
-        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
-            pass
-    return out
-
 
 def wait_for(pred, timeout, what, proc=None):
     deadline = time.time() + timeout
