@@ -138,6 +138,59 @@ void rpt_add1_cached(struct dict *t, struct rpt_cache *cache, const char *key);
 struct rp_kv *rpt_sorted(const struct dict *d, uint64_t (*weight)(const void *),
                          size_t *n);
 
+/* ---- interned records (report_intern.c) ------------------------------ */
+/* A record's first member: its key (NUL-terminated, len bytes). */
+struct rph_head { const char *key; uint32_t len; };
+struct rph_slot { uint64_t h; struct rph_head *rec; };
+struct rph { struct rph_slot *v; size_t cap, n; };   /* open addressing */
+uint64_t rph_hash(const void *key, size_t n);
+struct rph_head *rph_get(const struct rph *t, const char *key, size_t len, uint64_t h);
+void rph_put(struct rph *t, uint64_t h, struct rph_head *rec);   /* key not present */
+void rph_del(struct rph *t, const struct rph_head *rec, uint64_t h);
+void rph_free(struct rph *t);
+/* A bump arena: records live until the report is done. */
+struct rpa { struct rpa_chunk *head; char *p; size_t left; };
+void *rpa_alloc(struct rpa *a, size_t n);
+char *rpa_strndup(struct rpa *a, const char *s, size_t n);
+void rpa_free(struct rpa *a);
+
+/* One per distinct relay= value (journey thread). */
+struct rp_relay {
+    struct rph_head k;       /* the relay string as logged */
+    char *host, *ip;         /* rpp_split_client() of it */
+    const char *prov;        /* provider_from_host(host), NULL if none */
+    struct rp_prov_stat *pstat;   /* its stats, once looked up */
+    bool loopback;
+};
+/* One per distinct recipient domain as logged (rps_domain_of()). */
+struct rp_domrec {
+    struct rph_head k;
+    const char *prov;        /* provider_from_domain(), or "other" */
+    struct rp_prov_stat *pstat;   /* stats of prov, once looked up */
+    struct rp_prov_stat *dprov;   /* the provider whose domains tally ... */
+    struct rp_node *dnode;        /* ... holds this node for the domain */
+    struct rp_track *track;       /* "dest:<domain>" (provider "other") */
+};
+/* One per distinct recipient address as logged. */
+struct rp_rcpt {
+    struct rph_head k;
+    const char *norm;        /* rps_norm_addr() */
+    const char *ndom;        /* rps_account()'s domain key, in norm */
+    struct rp_domrec *dom;
+    struct rp_addr_stat *user;    /* recip_user entry, once there is one */
+    struct rp_dom_stat *dstat;    /* recip_dom entry, once there is one */
+    const char *grey;        /* lower-cased text after the last '|' */
+    uint32_t grey_len;
+    uint64_t grey_h;
+};
+/* One per distinct sender address as logged. */
+struct rp_sender {
+    struct rph_head k;
+    const char *norm;        /* rps_norm_addr() */
+    bool has_dom;            /* norm has "@domain" (the sending domain) */
+    struct rp_addr_stat *user, *dom;   /* send_user / send_dom entries */
+};
+
 /* ---- delays (report_views.c) ---------------------------------------- */
 struct rp_delays { float *v; size_t n, cap; double sum; float max; bool sorted; };
 void rpd_add(struct rp_delays *d, double secs);
@@ -228,6 +281,9 @@ struct rp_grey {
     uint64_t out_messages, out_delivered;
     struct rp_delays out_delay;
     struct dict out_by_dest;      /* destination -> rp_count */
+    struct rph ends;              /* pending keys' endings -> count */
+    struct rpa ends_arena;
+    bool pend_unsafe;             /* a pending key was cut: no ends */
 };
 
 struct rp_msgstats {
@@ -248,12 +304,11 @@ struct rp_stats {
     struct dict postscreen;            /* tally: verdict */
     /* views */
     struct dict providers;        /* name -> rp_prov_stat */
-    struct dict prov_by_host, prov_by_dom;  /* provider caches */
-    const char *last_prov;        /* ... and the last provider's stats */
-    struct rp_prov_stat *last_prov_stat;
     uint64_t cls[RC__COUNT];      /* deferral+bounce replies by class */
     char *cls_example[RC__COUNT];
     struct dict tls_hosts, tls_nets;   /* -> rp_tls_stat */
+    struct rph tls_t;             /* TLS client -> its entries (rp_tlsc) */
+    struct rpa tls_arena;
     struct dict tls_net_hours;    /* tally: net -> "YYYY-MM-DD HH:00" */
     struct dict tls_in_proto, tls_in_cipher, tls_out_proto, tls_out_cipher;
     struct rpt_cache tls_cache[4];     /* for the four above */
@@ -300,35 +355,42 @@ struct rp_attempt {
     uint8_t cls;             /* enum reply_class */
     struct rp_dom_stat *dst; /* set while accounting a delivery */
     float delay;             /* Postfix delay= (or computed) */
-    const char *relay;       /* interned (rp_ctx.relays): never freed alone */
+    const char *relay;       /* interned (rl->k.key): never freed alone */
+    struct rp_relay *rl;
     char *reply;             /* NULL for "sent" unless tracing */
     char dsn[12];            /* "" when none */
     char svc[16];
 };
 
 struct rp_msg {
+    struct rph_head k;       /* the queue id (rp_ctx.open) */
+    uint64_t qid_h;          /* its hash */
+    uint64_t seq;            /* order of first appearance */
     char *qid;               /* points to qid_buf when it fits */
     char qid_buf[32];
-    char *msgid, *sender, *client, *parent, *notice;
+    char *msgid, *client, *parent, *notice;   /* rpj_strdup() */
+    const char *sender;      /* srec's key */
+    struct rp_sender *srec;
     char client_ip[64];
     int64_t first_ts, rcvd_ts, arrival, root_arrival, last_ts;
     uint64_t size;
     int nrcpt;
     bool received, pickup, has_size, sender_counted, has_child, is_child;
     bool expired, removed, traced;
-    char **rcpts;
+    struct rp_rcpt **rcpts;  /* interned: rcpts[i]->k.key is the address */
     size_t nrcpts, rcpt_cap;
     struct rp_attempt *att;
     size_t natt, att_cap;
     uint32_t finals;
     struct buf lines;        /* raw lines, only in --trace mode */
+    size_t sused;            /* short strings live in sbuf */
+    char sbuf[160];
 };
 
 struct rp_ctx {
     struct rp_opts *o;
     struct rp_stats st;      /* journeys (and, after rps_merge, everything) */
     struct rp_stats lst;     /* line-level events: input, TLS, rejects, ... */
-    struct dict open;        /* qid -> rp_msg */
     struct dict by_msgid;    /* message-id -> qid (open messages) */
     bool msgid_index;        /* by_msgid is maintained (a filter was seen) */
     struct dict trace_ids;   /* ids that belong to the traced message */
@@ -339,9 +401,18 @@ struct rp_ctx {
     const char *cur_line;    /* raw line (trace mode) */
     size_t open_peak;
     _Atomic size_t open_now; /* for the progress line (another thread) */
-    struct dict relays;      /* interned relay strings (journey thread) */
-    struct rp_msg *recent[8];/* the last messages looked up by queue id */
-    unsigned recent_next;
+    /* journey thread: */
+    struct rph open;         /* queue id -> rp_msg */
+    uint64_t msg_seq;
+    struct rp_msg *spare[64];/* freed messages, reused with their arrays */
+    size_t nspare;
+    struct rpa arena;        /* the interned records below */
+    struct rph relays;       /* relay string -> rp_relay */
+    struct rph rcpt_t;       /* recipient -> rp_rcpt */
+    struct rph sender_t;     /* sender -> rp_sender */
+    struct rph dom_t;        /* recipient domain -> rp_domrec */
+    struct rp_prov_stat *pcache_stat[8];   /* provider name -> stats */
+    const char *pcache_name[8];
 };
 
 void rpj_init(struct rp_ctx *c);

@@ -206,7 +206,7 @@ static void run_batch(struct rp_ctx *c, struct rpi_batch *b)
 {
     for (size_t i = 0; i < b->nev; i++)
         rpj_event(c, &b->ev[i]);
-    atomic_store_explicit(&c->open_now, dict_count(&c->open), memory_order_relaxed);
+    atomic_store_explicit(&c->open_now, c->open.n, memory_order_relaxed);
 }
 
 static void *journey_thread(void *arg)

@@ -28,56 +28,235 @@ static bool trace_on(const struct rp_ctx *c);
 
 void rpj_init(struct rp_ctx *c)
 {
-    dict_init(&c->open, NULL);
     dict_init(&c->by_msgid, free);
     dict_init(&c->trace_ids, NULL);
-    dict_init(&c->relays, free);
 }
 
-/* Relay strings repeat endlessly: keep one copy of each (bounded; past the
- * bound they are still kept, in the same table, as the run needs them). */
-static const char *intern_relay(struct rp_ctx *c, const char *relay)
+/* ---- interned names ----------------------------------------------------
+ * Relays, recipients, senders and recipient domains repeat endlessly: one
+ * record each, found by one lookup, holding what every use of the name
+ * needs (its split form, provider, and the statistics entries it feeds,
+ * filled in when they are first used: the dicts fill in the same order as
+ * without the records). */
+
+static struct rph_head *intern_get(struct rph *t, const char *key, size_t len,
+                                   uint64_t *h)
 {
-    char *r = dict_get(&c->relays, relay);
-    if (r == NULL) {
-        r = xstrdup(relay);
-        dict_set(&c->relays, relay, r);
-    }
+    *h = rph_hash(key, len);
+    return rph_get(t, key, len, *h);
+}
+
+static void intern_key(struct rp_ctx *c, struct rph_head *k, const char *key, size_t len)
+{
+    k->key = rpa_strndup(&c->arena, key, len);
+    k->len = (uint32_t)len;
+}
+
+static bool is_loopback(const char *ip, const char *host);
+
+static struct rp_relay *intern_relay(struct rp_ctx *c, const char *relay)
+{
+    size_t len = strlen(relay);
+    uint64_t h;
+    struct rp_relay *r = (struct rp_relay *)intern_get(&c->relays, relay, len, &h);
+    if (r)
+        return r;
+    r = rpa_alloc(&c->arena, sizeof(*r));
+    memset(r, 0, sizeof(*r));
+    intern_key(c, &r->k, relay, len);
+    char host[256], ip[64];
+    rpp_split_client(relay, host, sizeof(host), ip, sizeof(ip));
+    r->host = rpa_strndup(&c->arena, host, strlen(host));
+    r->ip = rpa_strndup(&c->arena, ip, strlen(ip));
+    r->prov = provider_from_host(host);
+    r->loopback = is_loopback(ip, host);
+    rph_put(&c->relays, h, &r->k);
     return r;
+}
+
+static struct rp_domrec *intern_dom(struct rp_ctx *c, const char *dom)
+{
+    size_t len = strlen(dom);
+    uint64_t h;
+    struct rp_domrec *d = (struct rp_domrec *)intern_get(&c->dom_t, dom, len, &h);
+    if (d)
+        return d;
+    d = rpa_alloc(&c->arena, sizeof(*d));
+    memset(d, 0, sizeof(*d));
+    intern_key(c, &d->k, dom, len);
+    d->prov = provider_from_domain(dom);
+    if (d->prov == NULL)
+        d->prov = "other";
+    rph_put(&c->dom_t, h, &d->k);
+    return d;
+}
+
+static struct rp_rcpt *intern_rcpt(struct rp_ctx *c, const char *addr)
+{
+    size_t len = strlen(addr);
+    uint64_t h;
+    struct rp_rcpt *r = (struct rp_rcpt *)intern_get(&c->rcpt_t, addr, len, &h);
+    if (r)
+        return r;
+    r = rpa_alloc(&c->arena, sizeof(*r));
+    memset(r, 0, sizeof(*r));
+    intern_key(c, &r->k, addr, len);
+    char norm[512];
+    rps_norm_addr(addr, norm, sizeof(norm));
+    r->norm = rpa_strndup(&c->arena, norm, strlen(norm));
+    const char *at = strchr(r->norm, '@');
+    r->ndom = at ? at + 1 : r->norm;
+    r->dom = intern_dom(c, rps_domain_of(addr));
+    /* the greylisting key ends with the lower-cased address (its part
+     * after the last '|'): a message can only match a pending triplet
+     * with the same ending */
+    const char *bar = strrchr(addr, '|');
+    const char *g = bar ? bar + 1 : addr;
+    char *gl = rpa_strndup(&c->arena, g, strlen(g));
+    str_lower(gl);
+    r->grey = gl;
+    r->grey_len = (uint32_t)strlen(gl);
+    r->grey_h = rph_hash(gl, r->grey_len);
+    rph_put(&c->rcpt_t, h, &r->k);
+    return r;
+}
+
+static struct rp_sender *intern_sender(struct rp_ctx *c, const char *addr)
+{
+    size_t len = strlen(addr);
+    uint64_t h;
+    struct rp_sender *r = (struct rp_sender *)intern_get(&c->sender_t, addr, len, &h);
+    if (r)
+        return r;
+    r = rpa_alloc(&c->arena, sizeof(*r));
+    memset(r, 0, sizeof(*r));
+    intern_key(c, &r->k, addr, len);
+    char norm[512];
+    rps_norm_addr(addr, norm, sizeof(norm));
+    r->norm = rpa_strndup(&c->arena, norm, strlen(norm));
+    const char *at = strchr(r->norm, '@');
+    r->has_dom = at && at[1];
+    rph_put(&c->sender_t, h, &r->k);
+    return r;
+}
+
+/* ---- message records ---------------------------------------------------- */
+
+/* Short strings of a message go into its own buffer: no malloc each. */
+static char *msg_strdup(struct rp_msg *m, const char *s)
+{
+    size_t n = strlen(s) + 1;
+    if (n <= sizeof(m->sbuf) - m->sused) {
+        char *d = m->sbuf + m->sused;
+        memcpy(d, s, n);
+        m->sused += n;
+        return d;
+    }
+    return xstrdup(s);
+}
+
+static void msg_strfree(struct rp_msg *m, char *s)
+{
+    uintptr_t p = (uintptr_t)s, b = (uintptr_t)m->sbuf;
+    if (s && (p < b || p >= b + sizeof(m->sbuf)))
+        free(s);
+}
+
+/* Free what a message owns, except its arrays. */
+static void msg_clear(struct rp_msg *m)
+{
+    if (m->qid != m->qid_buf)
+        free(m->qid);
+    msg_strfree(m, m->msgid);
+    msg_strfree(m, m->client);
+    msg_strfree(m, m->parent);
+    msg_strfree(m, m->notice);
+    for (size_t i = 0; i < m->natt; i++)
+        free(m->att[i].reply);
+    buf_free(&m->lines);
+    m->qid = m->qid_buf;
+    m->msgid = m->client = m->parent = m->notice = NULL;
+    m->natt = m->nrcpts = 0;
 }
 
 void rpj_msg_free(struct rp_msg *m)
 {
     if (m == NULL)
         return;
-    if (m->qid != m->qid_buf)
-        free(m->qid);
-    free(m->msgid);
-    free(m->sender);
-    free(m->client);
-    free(m->parent);
-    free(m->notice);
-    for (size_t i = 0; i < m->nrcpts; i++)
-        free(m->rcpts[i]);
+    msg_clear(m);
     free(m->rcpts);
-    for (size_t i = 0; i < m->natt; i++)
-        free(m->att[i].reply);
     free(m->att);
-    buf_free(&m->lines);
     free(m);
+}
+
+/* A closed message goes back to the spares with its arrays. */
+static void msg_release(struct rp_ctx *c, struct rp_msg *m)
+{
+    if (c->nspare == sizeof(c->spare) / sizeof(c->spare[0])) {
+        rpj_msg_free(m);
+        return;
+    }
+    msg_clear(m);
+    c->spare[c->nspare++] = m;
+}
+
+static struct rp_msg *msg_new(struct rp_ctx *c)
+{
+    if (c->nspare == 0)
+        return xcalloc(1, sizeof(struct rp_msg));
+    struct rp_msg *m = c->spare[--c->nspare];
+    struct rp_rcpt **rcpts = m->rcpts;
+    struct rp_attempt *att = m->att;
+    size_t rcpt_cap = m->rcpt_cap, att_cap = m->att_cap;
+    memset(m, 0, offsetof(struct rp_msg, sbuf));
+    m->rcpts = rcpts;
+    m->rcpt_cap = rcpt_cap;
+    m->att = att;
+    m->att_cap = att_cap;
+    return m;
+}
+
+static int seq_cmp(const void *x, const void *y)
+{
+    const struct rp_msg *a = *(struct rp_msg *const *)x, *b = *(struct rp_msg *const *)y;
+    return (a->seq > b->seq) - (a->seq < b->seq);
+}
+
+/* The open messages in the order they first appeared (malloc'd, *n). */
+static struct rp_msg **open_list(struct rp_ctx *c, size_t *n)
+{
+    struct rp_msg **all = xcalloc(c->open.n + 1, sizeof(*all));
+    size_t k = 0;
+    for (size_t i = 0; i < c->open.cap; i++)
+        if (c->open.v[i].rec)
+            all[k++] = (struct rp_msg *)c->open.v[i].rec;
+    qsort(all, k, sizeof(*all), seq_cmp);
+    *n = k;
+    return all;
+}
+
+static struct rp_msg *find_msg(struct rp_ctx *c, const char *qid)
+{
+    size_t n = strlen(qid);
+    return (struct rp_msg *)rph_get(&c->open, qid, n, rph_hash(qid, n));
 }
 
 void rpj_free(struct rp_ctx *c)
 {
-    size_t pos = 0;
-    const char *k;
-    void *v;
-    while (dict_next(&c->open, &pos, &k, &v))
-        rpj_msg_free(v);
-    dict_free(&c->open);
+    for (size_t i = 0; i < c->open.cap; i++)
+        if (c->open.v[i].rec)
+            rpj_msg_free((struct rp_msg *)c->open.v[i].rec);
+    rph_free(&c->open);
+    for (size_t i = 0; i < c->nspare; i++)
+        rpj_msg_free(c->spare[i]);
+    c->nspare = 0;
     dict_free(&c->by_msgid);
     dict_free(&c->trace_ids);
-    dict_free(&c->relays);
+    rph_free(&c->relays);
+    rph_free(&c->rcpt_t);
+    rph_free(&c->sender_t);
+    rph_free(&c->dom_t);
+    rpa_free(&c->arena);
     for (size_t i = 0; i < c->ntraced; i++)
         rpj_msg_free(c->traced[i]);
     free(c->traced);
@@ -110,50 +289,29 @@ static void trace_link(struct rp_ctx *c, const char *qid)
         dict_set(&c->trace_ids, qid, (void *)1);
 }
 
-/* A message's lines come close together: look in the few most recently
- * used messages before the map. */
-static struct rp_msg *recent_get(struct rp_ctx *c, const char *qid)
-{
-    for (unsigned i = 0; i < 8; i++) {
-        struct rp_msg *m = c->recent[i];
-        if (m && m->qid[0] == qid[0] && strcmp(m->qid, qid) == 0)
-            return m;
-    }
-    return NULL;
-}
-
-static void recent_put(struct rp_ctx *c, struct rp_msg *m)
-{
-    c->recent[c->recent_next++ % 8] = m;
-}
-
-static void recent_forget(struct rp_ctx *c, const struct rp_msg *m)
-{
-    for (unsigned i = 0; i < 8; i++)
-        if (c->recent[i] == m)
-            c->recent[i] = NULL;
-}
-
 static struct rp_msg *get_msg(struct rp_ctx *c, const char *qid, int64_t ts)
 {
-    struct rp_msg *m = recent_get(c, qid);
+    size_t n = strlen(qid);
+    uint64_t h = rph_hash(qid, n);
+    struct rp_msg *m = (struct rp_msg *)rph_get(&c->open, qid, n, h);
     if (m)
         return m;
-    m = dict_get(&c->open, qid);
-    if (m) {
-        recent_put(c, m);
-        return m;
+    m = msg_new(c);
+    if (n < sizeof(m->qid_buf)) {
+        memcpy(m->qid_buf, qid, n + 1);
+        m->qid = m->qid_buf;
+    } else {
+        m->qid = xstrdup(qid);
     }
-    m = xcalloc(1, sizeof(*m));
-    m->qid = strlen(qid) < sizeof(m->qid_buf) ? (str_copy(m->qid_buf, qid, sizeof(m->qid_buf)), m->qid_buf)
-                                               : xstrdup(qid);
+    m->k.key = m->qid;
+    m->k.len = (uint32_t)n;
+    m->qid_h = h;
+    m->seq = c->msg_seq++;
     m->first_ts = m->last_ts = ts;
     buf_init(&m->lines, RPJ_TRACE_MAX);
-    dict_set(&c->open, qid, m);
-    recent_put(c, m);
-    size_t n = dict_count(&c->open);
-    if (n > c->open_peak)
-        c->open_peak = n;
+    rph_put(&c->open, h, &m->k);
+    if (c->open.n > c->open_peak)
+        c->open_peak = c->open.n;
     return m;
 }
 
@@ -165,12 +323,12 @@ static bool is_loopback(const char *ip, const char *host)
 
 /* ---- arrival ---------------------------------------------------------- */
 
-static void set_sender(struct rp_msg *m, const struct rp_ev *e)
+static void set_sender(struct rp_ctx *c, struct rp_msg *m, const struct rp_ev *e)
 {
     if (m->has_size || e->addr == NULL)
         return;
-    free(m->sender);
-    m->sender = xstrdup(e->addr);
+    m->srec = intern_sender(c, e->addr);
+    m->sender = m->srec->k.key;
     m->size = e->size;
     m->has_size = e->has_size;
     m->nrcpt = e->nrcpt;
@@ -182,15 +340,15 @@ static void set_sender(struct rp_msg *m, const struct rp_ev *e)
  * never pay for it. When it starts, it indexes the messages already open. */
 static void index_msgids(struct rp_ctx *c)
 {
-    size_t pos = 0;
-    const char *k;
-    void *v;
     c->msgid_index = true;
-    while (dict_next(&c->open, &pos, &k, &v)) {
-        struct rp_msg *o = v;
+    size_t n;
+    struct rp_msg **all = open_list(c, &n);
+    for (size_t i = 0; i < n; i++) {
+        struct rp_msg *o = all[i];
         if (o->msgid && dict_get(&c->by_msgid, o->msgid) == NULL)
             dict_set(&c->by_msgid, o->msgid, xstrdup(o->qid));
     }
+    free(all);
 }
 
 static void join_parent(struct rp_ctx *c, struct rp_msg *m)
@@ -207,11 +365,11 @@ static void join_parent(struct rp_ctx *c, struct rp_msg *m)
             dict_set(&c->by_msgid, m->msgid, xstrdup(m->qid));
         return;
     }
-    struct rp_msg *p = dict_get(&c->open, pq);
+    struct rp_msg *p = find_msg(c, pq);
     if (p == NULL || p == m || m->is_child || !loop)
         return;
     m->is_child = true;
-    m->parent = xstrdup(p->qid);
+    m->parent = msg_strdup(m, p->qid);
     m->root_arrival = p->root_arrival ? p->root_arrival : p->first_ts;
     p->has_child = true;
     c->st.m.reinjected++;
@@ -231,61 +389,61 @@ static void on_arrival(struct rp_ctx *c, struct rp_msg *m, const struct rp_ev *e
         if (!m->is_child)
             m->root_arrival = e->ts;
         if (e->client) {
-            free(m->client);
-            m->client = xstrdup(e->client);
+            msg_strfree(m, m->client);
+            m->client = msg_strdup(m, e->client);
             str_copy(m->client_ip, e->ip, sizeof(m->client_ip));
         }
     }
-    set_sender(m, e);
+    set_sender(c, m, e);
     if (e->msgid && m->msgid == NULL) {
-        m->msgid = xstrdup(e->msgid);
+        m->msgid = msg_strdup(m, e->msgid);
         join_parent(c, m);
     }
 }
 
 /* ---- deliveries ------------------------------------------------------- */
 
-static uint32_t rcpt_index(struct rp_msg *m, const char *addr)
+static uint32_t rcpt_index(struct rp_ctx *c, struct rp_msg *m, const char *addr)
 {
+    struct rp_rcpt *r = intern_rcpt(c, addr);
     for (size_t i = 0; i < m->nrcpts; i++)
-        if (strcmp(m->rcpts[i], addr) == 0)
+        if (m->rcpts[i] == r)
             return (uint32_t)i;
     m->rcpts = xgrow(m->rcpts, &m->rcpt_cap, m->nrcpts + 1, sizeof(*m->rcpts));
-    m->rcpts[m->nrcpts] = xstrdup(addr);
+    m->rcpts[m->nrcpts] = r;
     return (uint32_t)m->nrcpts++;
 }
 
-static enum reply_class attempt_class(const struct rp_ev *e)
+/* rl: the interned e->relay (NULL when there is none) */
+static enum reply_class attempt_class(const struct rp_ev *e, const struct rp_relay *rl)
 {
     if (e->status == ST_SENT)
         return RC_UNKNOWN;
-    char host[256], ip[64];
-    rpp_split_client(e->relay, host, sizeof(host), ip, sizeof(ip));
     char enh[16] = "";
     int code = classify_parse_reply(e->reply, enh, sizeof(enh));
     if (enh[0] == '\0' && e->dsn)
         str_copy(enh, e->dsn, sizeof(enh));
-    return classify_reply(code, enh, e->reply, host);
+    return classify_reply(code, enh, e->reply, rl ? rl->host : "");
 }
 
-static bool is_handoff(struct rp_ctx *c, struct rp_msg *m, const struct rp_ev *e)
+static bool is_handoff(struct rp_ctx *c, struct rp_msg *m, const struct rp_ev *e,
+                       const struct rp_relay *rl)
 {
     if (e->status != ST_SENT)
         return false;
     if (e->link_qid) {
-        struct rp_msg *child = dict_get(&c->open, e->link_qid);
+        struct rp_msg *child = find_msg(c, e->link_qid);
         if (child && child->parent && strcmp(child->parent, m->qid) == 0)
             return true;
     }
-    if (!m->has_child || e->relay == NULL)
+    if (!m->has_child || rl == NULL)
         return false;
-    char host[256], ip[64];
-    rpp_split_client(e->relay, host, sizeof(host), ip, sizeof(ip));
-    return is_loopback(ip, host);
+    return rl->loopback;
 }
 
 static void add_attempt(struct rp_ctx *c, struct rp_msg *m, const struct rp_ev *e,
-                        const char *addr, enum reply_class cls, bool handoff)
+                        struct rp_relay *rl, const char *addr, enum reply_class cls,
+                        bool handoff)
 {
     if (m->natt >= RPJ_MAX_ATTEMPTS)
         return;
@@ -293,7 +451,7 @@ static void add_attempt(struct rp_ctx *c, struct rp_msg *m, const struct rp_ev *
     struct rp_attempt *a = &m->att[m->natt++];
     memset(a, 0, sizeof(*a));
     a->ts = e->ts;
-    a->rcpt = rcpt_index(m, addr);
+    a->rcpt = rcpt_index(c, m, addr);
     a->status = (uint8_t)e->status;
     a->forwarded = e->forwarded;
     a->size_known = m->has_size;
@@ -303,7 +461,8 @@ static void add_attempt(struct rp_ctx *c, struct rp_msg *m, const struct rp_ev *
         a->delay = (float)e->delay;
     else
         a->delay = (float)(e->ts - (m->arrival ? m->arrival : m->first_ts));
-    a->relay = intern_relay(c, e->relay ? e->relay : "none");
+    a->rl = rl ? rl : intern_relay(c, "none");
+    a->relay = a->rl->k.key;
     str_copy(a->dsn, e->dsn ? e->dsn : "", sizeof(a->dsn));
     /* a successful reply is only shown by --trace: spare the copy */
     a->reply = (e->status != ST_SENT || trace_on(c)) ? xstrdup(e->reply ? e->reply : "")
@@ -316,8 +475,9 @@ static void add_attempt(struct rp_ctx *c, struct rp_msg *m, const struct rp_ev *
 static void on_delivery(struct rp_ctx *c, struct rp_msg *m, const struct rp_ev *e,
                         enum rp_fmt fmt)
 {
-    enum reply_class cls = attempt_class(e);
-    bool handoff = is_handoff(c, m, e);
+    struct rp_relay *rl = e->relay ? intern_relay(c, e->relay) : NULL;
+    enum reply_class cls = attempt_class(e, rl);
+    bool handoff = is_handoff(c, m, e, rl);
     if (e->link_qid && m->traced)
         trace_link(c, e->link_qid);
     /* Sendmail lists several recipients in one line: "<a>,<b>" */
@@ -334,7 +494,7 @@ static void on_delivery(struct rp_ctx *c, struct rp_msg *m, const struct rp_ev *
             a++;
             a[strcspn(a, ">")] = '\0';
         }
-        add_attempt(c, m, e, a, cls, handoff);
+        add_attempt(c, m, e, rl, a, cls, handoff);
         p += strcspn(p, ",");
         if (*p == ',')
             p++;
@@ -438,7 +598,7 @@ static void rejected_in_queue(struct rp_ctx *c, const struct rp_ev *e)
     if (e->qid == NULL || e->svc == NULL || strcmp(e->svc, "cleanup") != 0 ||
         e->rej_kind == NULL || strstr(e->rej_kind, "reject") == NULL)
         return;
-    struct rp_msg *m = dict_get(&c->open, e->qid);
+    struct rp_msg *m = find_msg(c, e->qid);
     if (m) {
         m->removed = true;
         close_msg(c, m);
@@ -474,12 +634,12 @@ void rpj_event(struct rp_ctx *c, struct rp_ev *e)
         break;
     case EV_MSGID:
         if (m->msgid == NULL) {
-            m->msgid = xstrdup(e->msgid);
+            m->msgid = msg_strdup(m, e->msgid);
             join_parent(c, m);
         }
         break;
     case EV_QUEUED:
-        set_sender(m, e);
+        set_sender(c, m, e);
         break;
     case EV_DELIVERY:
         on_delivery(c, m, e, fmt);
@@ -488,8 +648,8 @@ void rpj_event(struct rp_ctx *c, struct rp_ev *e)
         m->expired = true;
         break;
     case EV_NOTICE:
-        free(m->notice);
-        m->notice = xstrdup(e->link_qid);
+        msg_strfree(m, m->notice);
+        m->notice = msg_strdup(m, e->link_qid);
         if (m->traced || is_traced(c, m))
             trace_link(c, e->link_qid);
         break;
@@ -521,7 +681,7 @@ static bool filter_msg(struct rp_ctx *c, struct rp_msg *m, bool *keep)
     bool sender_ok = o->domain && m->sender && rpv_domain_match(o->domain, m->sender);
     bool any = (o->domain == NULL && o->provider == NULL) || sender_ok;
     for (size_t i = 0; i < m->natt; i++) {
-        const char *rcpt = m->rcpts[m->att[i].rcpt];
+        const char *rcpt = m->rcpts[m->att[i].rcpt]->k.key;
         bool ok = true;
         if (o->domain && !sender_ok)
             ok = rpv_domain_match(o->domain, rcpt);
@@ -538,8 +698,7 @@ static bool filter_msg(struct rp_ctx *c, struct rp_msg *m, bool *keep)
 
 static void close_msg(struct rp_ctx *c, struct rp_msg *m)
 {
-    recent_forget(c, m);
-    dict_del(&c->open, m->qid);
+    rph_del(&c->open, &m->k, m->qid_h);
     if (m->msgid && c->msgid_index) {
         const char *q = dict_get(&c->by_msgid, m->msgid);
         if (q && strcmp(q, m->qid) == 0)
@@ -553,7 +712,7 @@ static void close_msg(struct rp_ctx *c, struct rp_msg *m)
             c->traced[c->ntraced++] = m;
             return;
         }
-        rpj_msg_free(m);
+        msg_release(c, m);
         return;
     }
     bool small[16];
@@ -567,18 +726,14 @@ static void close_msg(struct rp_ctx *c, struct rp_msg *m)
     }
     if (keep != small)
         free(keep);
-    rpj_msg_free(m);
+    msg_release(c, m);
 }
 
 void rpj_finish(struct rp_ctx *c)
 {
-    /* collect first: closing edits the dict */
-    size_t n = dict_count(&c->open), i = 0, pos = 0;
-    struct rp_msg **all = xcalloc(n + 1, sizeof(*all));
-    const char *k;
-    void *v;
-    while (dict_next(&c->open, &pos, &k, &v) && i < n)
-        all[i++] = v;
+    /* collect first (closing edits the table), in order of appearance */
+    size_t i;
+    struct rp_msg **all = open_list(c, &i);
     for (size_t j = 0; j < i; j++) {
         if (!all[j]->is_child)
             c->st.m.open++;

@@ -507,7 +507,7 @@ void rp_trace_json(struct rp_ctx *c, FILE *out)
             const struct rp_attempt *at = &m->att[a];
             jsonw_obj(&w, NULL);
             j_ts(&w, "time", at->ts);
-            jsonw_str(&w, "recipient", m->rcpts[at->rcpt]);
+            jsonw_str(&w, "recipient", m->rcpts[at->rcpt]->k.key);
             jsonw_str(&w, "status", st_names[at->status < 5 ? at->status : 4]);
             jsonw_str(&w, "relay", at->relay);
             jsonw_dbl(&w, "delay", at->delay);

@@ -490,40 +490,60 @@ static void account_receipt(struct rp_stats *s, const struct rp_msg *m)
         return;
     s->t.received++;
     rps_bump(s, m->rcvd_ts, SER_RCV);
-    if (!m->has_size || !m->sender_counted)
+    if (!m->has_size || !m->sender_counted || m->srec == NULL)
         return;
-    char addr[512], dom[512];
-    rps_norm_addr(m->sender, addr, sizeof(addr));
-    const char *at = strchr(addr, '@');
-    if (at && at[1])
-        str_copy(dom, at + 1, sizeof(dom));
-    else if (m->pickup)
-        str_copy(dom, addr, sizeof(dom));
-    else
-        rps_gimme_domain(m->client ? m->client : "", dom, sizeof(dom));
-    struct rp_addr_stat *d = addr_stat(&s->send_dom, dom);
+    /* the sender's record keeps its entries (the dicts fill in the same
+     * order: domain first) */
+    struct rp_sender *sr = m->srec;
+    const char *addr = sr->norm;
+    struct rp_addr_stat *d;
+    if (sr->has_dom) {
+        if (sr->dom == NULL)
+            sr->dom = addr_stat(&s->send_dom, strchr(addr, '@') + 1);
+        d = sr->dom;
+    } else {
+        char dom[512];
+        if (m->pickup)
+            str_copy(dom, addr, sizeof(dom));
+        else
+            rps_gimme_domain(m->client ? m->client : "", dom, sizeof(dom));
+        d = addr_stat(&s->send_dom, dom);
+    }
     d->cnt++;
     d->size += m->size;
-    struct rp_addr_stat *u = addr_stat(&s->send_user, addr);
+    if (sr->user == NULL)
+        sr->user = addr_stat(&s->send_user, addr);
+    struct rp_addr_stat *u = sr->user;
     u->cnt++;
     u->size += m->size;
     s->t.bytes_received += m->size;
 }
 
+/* The recipient's entry in recip_dom (created on first use). */
+static struct rp_dom_stat *rcpt_dom(struct rp_stats *s, struct rp_rcpt *r)
+{
+    if (r->dstat == NULL)
+        r->dstat = dom_stat(&s->recip_dom, r->ndom);
+    return r->dstat;
+}
+
 static void account_sent(struct rp_stats *s, const struct rp_msg *m,
-                         struct rp_attempt *a, const char *addr, const char *dom)
+                         struct rp_attempt *a, struct rp_rcpt *r)
 {
     if (a->forwarded) {
         s->t.forwarded++;
         return;
     }
-    struct rp_dom_stat *d = dom_stat(&s->recip_dom, dom);
+    const char *addr = r->norm;
+    struct rp_dom_stat *d = rcpt_dom(s, r);
     a->dst = d;
     d->cnt++;
     d->delay_sum += a->delay;
     if (a->delay > d->delay_max)
         d->delay_max = a->delay;
-    struct rp_addr_stat *u = addr_stat(&s->recip_user, addr);
+    if (r->user == NULL)
+        r->user = addr_stat(&s->recip_user, addr);
+    struct rp_addr_stat *u = r->user;
     u->cnt++;
     rps_bump(s, a->ts, SER_DLV);
     s->t.delivered++;
@@ -539,19 +559,17 @@ static void account_sent(struct rp_stats *s, const struct rp_msg *m,
 void rps_account(struct rp_ctx *c, struct rp_msg *m)
 {
     struct rp_stats *s = &c->st;
-    char addr[512], reason[1024];
+    char reason[1024];
     bool deferred = false;
     account_receipt(s, m);
     for (size_t i = 0; i < m->natt; i++) {
         struct rp_attempt *a = &m->att[i];
         if (a->status == ST_NONE)
             continue;
-        rps_norm_addr(m->rcpts[a->rcpt], addr, sizeof(addr));
-        const char *at = strchr(addr, '@');
-        const char *dom = at ? at + 1 : addr;
+        struct rp_rcpt *r = m->rcpts[a->rcpt];
         switch (a->status) {
         case ST_SENT:
-            account_sent(s, m, a, addr, dom);
+            account_sent(s, m, a, r);
             break;
         case ST_DEFERRED: {
             deferral_reason(a->reply, reason, sizeof(reason));
@@ -559,7 +577,7 @@ void rps_account(struct rp_ctx *c, struct rp_msg *m)
             rps_bump(s, a->ts, SER_DFR);
             s->t.deferrals++;
             deferred = true;
-            struct rp_dom_stat *d = dom_stat(&s->recip_dom, dom);
+            struct rp_dom_stat *d = rcpt_dom(s, r);
             d->defers++;
             if (a->delay > d->delay_max)
                 d->delay_max = a->delay;

@@ -496,7 +496,7 @@ void rp_trace_text(struct rp_ctx *c, FILE *o)
             const struct rp_attempt *at = &m->att[a];
             rpl_fmt_ts(at->ts, t, sizeof(t));
             fprintf(o, "  %s  %-8s <%s> via %s, delay %.1f s, dsn %s, class %s\n    %s\n",
-                    t, st_names[at->status < 5 ? at->status : 4], m->rcpts[at->rcpt],
+                    t, st_names[at->status < 5 ? at->status : 4], m->rcpts[at->rcpt]->k.key,
                     at->relay, at->delay, at->dsn[0] ? at->dsn : "-",
                     at->status == ST_SENT ? "-" : classify_name(at->cls), at->reply);
         }

@@ -183,12 +183,6 @@ static void track_add_t(struct rp_stats *s, struct rp_track *t, int64_t ts, bool
         t->example[cls] = xstrdup(example);
 }
 
-static void track_add(struct rp_stats *s, const char *key, bool tls, int64_t ts,
-                      bool failed, enum reply_class cls, const char *example,
-                      bool new_msg)
-{
-    track_add_t(s, track_get(s, key, tls), ts, failed, cls, example, new_msg);
-}
 
 /* ---- TLS -------------------------------------------------------------- */
 
@@ -255,6 +249,40 @@ static void tls_count(struct rp_tls_stat *t, const struct rp_ev *e, bool ok, boo
     }
 }
 
+/* One per distinct inbound TLS client (name and address): its entries
+ * in tls_hosts, tls_nets and the incident tracks. */
+struct rp_tlsc {
+    struct rph_head k;       /* "host[ip]" NUL ip */
+    char *net;
+    struct rp_tls_stat *host, *netst;
+    struct rp_track *track;
+};
+
+static struct rp_tlsc *tls_client(struct rp_stats *s, const char *host, const char *ip)
+{
+    char key[400 + 64];
+    size_t hl = strlen(host), il = strlen(ip);
+    if (il >= sizeof(key) - hl - 1)
+        il = sizeof(key) - hl - 2;
+    memcpy(key, host, hl);
+    key[hl] = '\0';
+    memcpy(key + hl + 1, ip, il);
+    size_t len = hl + 1 + il;
+    uint64_t h = rph_hash(key, len);
+    struct rp_tlsc *t = (struct rp_tlsc *)rph_get(&s->tls_t, key, len, h);
+    if (t)
+        return t;
+    t = rpa_alloc(&s->tls_arena, sizeof(*t));
+    memset(t, 0, sizeof(*t));
+    t->k.key = rpa_strndup(&s->tls_arena, key, len);
+    t->k.len = (uint32_t)len;
+    char net[80];
+    net_of(ip, net, sizeof(net));
+    t->net = rpa_strndup(&s->tls_arena, net, strlen(net));
+    rph_put(&s->tls_t, h, &t->k);
+    return t;
+}
+
 void rps_tls(struct rp_stats *s, const struct rp_ev *e)
 {
     bool ok = e->kind == EV_TLS_OK;
@@ -271,12 +299,13 @@ void rps_tls(struct rp_stats *s, const struct rp_ev *e)
         return;
     }
     bool lost = !ok && e->text && strstr(e->text, "after STARTTLS") != NULL;
-    char host[400], net[80];
+    char host[400];
     if (e->client && strchr(e->client, '['))
         str_copy(host, e->client, sizeof(host));
     else
         snprintf(host, sizeof(host), "%s[%s]", e->host[0] ? e->host : "unknown", e->ip);
-    net_of(e->ip, net, sizeof(net));
+    struct rp_tlsc *tc = tls_client(s, host, e->ip);
+    const char *net = tc->net;
     if (ok) {
         s->tls_in_ok++;
         rpt_add1_cached(&s->tls_in_proto, &s->tls_cache[0],
@@ -293,15 +322,45 @@ void rps_tls(struct rp_stats *s, const struct rp_ev *e)
         snprintf(hour, sizeof(hour), "%04d-%02d-%02d %02d:00", y, mo, d, h);
         rpt_add(&s->tls_net_hours, net, hour, NULL, 1);
     }
-    tls_count(tls_stat(&s->tls_hosts, host), e, ok, lost);
-    tls_count(tls_stat(&s->tls_nets, net), e, ok, lost);
-    char key[100];
-    memcpy(key, "tls:", 4);
-    str_copy(key + 4, net, sizeof(key) - 4);
-    track_add(s, key, true, e->ts, !ok, RC_TLS_FAILURE, e->text, false);
+    /* the entries are made on first use, in the same order as ever */
+    if (tc->host == NULL)
+        tc->host = tls_stat(&s->tls_hosts, host);
+    tls_count(tc->host, e, ok, lost);
+    if (tc->netst == NULL)
+        tc->netst = tls_stat(&s->tls_nets, net);
+    tls_count(tc->netst, e, ok, lost);
+    if (tc->track == NULL) {
+        char key[100];
+        memcpy(key, "tls:", 4);
+        str_copy(key + 4, net, sizeof(key) - 4);
+        tc->track = track_get(s, key, true);
+    }
+    track_add_t(s, tc->track, e->ts, !ok, RC_TLS_FAILURE, e->text, false);
 }
 
 /* ---- greylisting ------------------------------------------------------ */
+
+/* The pending triplets by the key's ending (its text after the last '|',
+ * the lower-cased recipient): most messages' recipients have none, and
+ * are passed over without building their keys. */
+struct rp_grey_end { struct rph_head k; uint64_t n; };
+
+static struct rp_grey_end *grey_ending(struct rp_grey *g, const char *key)
+{
+    const char *bar = strrchr(key, '|');
+    const char *t = bar ? bar + 1 : key;
+    size_t len = strlen(t);
+    uint64_t h = rph_hash(t, len);
+    struct rp_grey_end *x = (struct rp_grey_end *)rph_get(&g->ends, t, len, h);
+    if (x == NULL) {
+        x = rpa_alloc(&g->ends_arena, sizeof(*x));
+        x->k.key = rpa_strndup(&g->ends_arena, t, len);
+        x->k.len = (uint32_t)len;
+        x->n = 0;
+        rph_put(&g->ends, h, &x->k);
+    }
+    return x;
+}
 
 static void grey_key(const char *from, const char *to, char *out, size_t outlen)
 {
@@ -335,6 +394,10 @@ void rpv_grey_reject(struct rp_stats *s, const struct rp_ev *e)
         p->first = e->ts;
         str_copy(p->ip, e->ip, sizeof(p->ip));
         dict_set(&g->pending, key, p);
+        if (strlen(e->from ? e->from : "") + 1 + strlen(e->to) >= sizeof(key))
+            g->pend_unsafe = true;       /* cut key: no ending to index */
+        else
+            grey_ending(g, key)->n++;
     }
     p->tries++;
     if (strcmp(p->ip, e->ip) != 0)
@@ -347,8 +410,16 @@ static void grey_inbound(struct rp_stats *s, const struct rp_msg *m)
     if (g->pending.free_val == NULL || dict_count(&g->pending) == 0 || !m->received)
         return;
     char key[700];
+    size_t slen = m->sender ? strlen(m->sender) : 0;
     for (size_t i = 0; i < m->nrcpts; i++) {
-        grey_key(m->sender, m->rcpts[i], key, sizeof(key));
+        const struct rp_rcpt *r = m->rcpts[i];
+        if (!g->pend_unsafe && slen + 1 + r->k.len < sizeof(key)) {
+            const struct rp_grey_end *x =
+                (const struct rp_grey_end *)rph_get(&g->ends, r->grey, r->grey_len, r->grey_h);
+            if (x == NULL || x->n == 0)
+                continue;
+        }
+        grey_key(m->sender, r->k.key, key, sizeof(key));
         struct rp_grey_pending *p = dict_get(&g->pending, key);
         if (p == NULL)
             continue;
@@ -358,6 +429,8 @@ static void grey_inbound(struct rp_stats *s, const struct rp_msg *m)
             g->in_other_ip++;
             rpt_add(&g->other_ip_senders, rps_domain_of(m->sender), NULL, NULL, 1);
         }
+        if (!g->pend_unsafe)
+            grey_ending(g, key)->n--;
         dict_del(&g->pending, key);
     }
 }
@@ -399,33 +472,6 @@ static void class_note(struct rp_stats *s, struct rp_prov_stat *p,
         p->example[cls] = xstrdup(a->reply);
 }
 
-/* provider_of() with a cache per relay host and per domain (the pattern
- * tables are scanned once per distinct name). */
-static const char *cached_provider(struct rp_stats *s, const char *host, const char *dom)
-{
-    if (s->prov_by_host.cap == 0 && s->prov_by_host.used == 0) {
-        dict_init(&s->prov_by_host, NULL);
-        dict_init(&s->prov_by_dom, NULL);
-    }
-    const char *p = dict_get(&s->prov_by_host, host);
-    if (p == NULL) {
-        p = provider_from_host(host);
-        if (dict_count(&s->prov_by_host) < 100000)
-            dict_set(&s->prov_by_host, host, (void *)(p ? p : "-"));
-    }
-    if (p && strcmp(p, "-") != 0)
-        return p;
-    p = dict_get(&s->prov_by_dom, dom);
-    if (p == NULL) {
-        p = provider_from_domain(dom);
-        if (p == NULL)
-            p = "other";
-        if (dict_count(&s->prov_by_dom) < 100000)
-            dict_set(&s->prov_by_dom, dom, (void *)p);
-    }
-    return p;
-}
-
 struct msg_flags { bool sent, bounced, deferred; const char *provs[16]; size_t nprov; };
 
 static bool first_for(struct msg_flags *f, const char *prov)
@@ -438,25 +484,34 @@ static bool first_for(struct msg_flags *f, const char *prov)
     return true;
 }
 
+/* The relay's and the domain's records answer what cached_provider()
+ * would (the relay host's provider, else the domain's, else "other") and
+ * keep the provider's stats and the domain's tally node and track. */
 static void account_attempt(struct rp_stats *s, const struct rp_msg *m,
                             const struct rp_attempt *a, struct msg_flags *f,
                             int64_t *grey_first)
 {
-    char host[256], ip[64], key[300];
-    rpp_split_client(a->relay, host, sizeof(host), ip, sizeof(ip));
-    const char *rcpt = m->rcpts[a->rcpt];
-    const char *dom = rps_domain_of(rcpt);
-    const char *prov = cached_provider(s, host, dom);
-    struct rp_prov_stat *p = prov == s->last_prov ? s->last_prov_stat : prov_stat(s, prov);
-    s->last_prov = prov;
-    s->last_prov_stat = p;
+    char key[300];
+    struct rp_domrec *dr = m->rcpts[a->rcpt]->dom;
+    const char *dom = dr->k.key;
+    struct rp_relay *rl = a->rl;
+    const char *prov = rl->prov ? rl->prov : dr->prov;
+    struct rp_prov_stat **pc = rl->prov ? &rl->pstat : &dr->pstat;
+    if (*pc == NULL)
+        *pc = prov_stat(s, prov);
+    struct rp_prov_stat *p = *pc;
     bool first = first_for(f, prov);
     if (first)
         p->messages++;
-    rpt_add(&p->domains, dom, NULL, NULL, 1);
+    if (dr->dprov == p) {
+        dr->dnode->n++;
+    } else {
+        dr->dnode = rpt_add(&p->domains, dom, NULL, NULL, 1);
+        dr->dprov = p;
+    }
     /* the incident track: the provider's, or the domain's for "other" */
     bool named = strcmp(prov, "other") != 0;
-    struct rp_track *t = named ? p->track : NULL;
+    struct rp_track *t = named ? p->track : dr->track;
     if (t == NULL) {
         const char *kname = named ? prov : dom;
         size_t kl = strlen(kname);
@@ -468,6 +523,8 @@ static void account_attempt(struct rp_stats *s, const struct rp_msg *m,
         t = track_get(s, key, false);
         if (named)
             p->track = t;
+        else
+            dr->track = t;
     }
     double offset = m->is_child ? (double)(m->arrival - m->root_arrival) : 0;
     switch (a->status) {
@@ -516,14 +573,16 @@ void rpv_account(struct rp_ctx *c, struct rp_msg *m)
 {
     struct rp_stats *s = &c->st;
     struct msg_flags f = {0};
-    int64_t *grey_first = xcalloc(m->nrcpts + 1, sizeof(*grey_first));
+    int64_t small[16] = {0};
+    int64_t *grey_first = m->nrcpts < 16 ? small : xcalloc(m->nrcpts + 1, sizeof(*grey_first));
     for (size_t i = 0; i < m->natt; i++) {
         const struct rp_attempt *a = &m->att[i];
         if (a->status == ST_NONE || a->handoff || a->forwarded)
             continue;
         account_attempt(s, m, a, &f, grey_first);
     }
-    free(grey_first);
+    if (grey_first != small)
+        free(grey_first);
     if (!m->is_child)
         s->m.messages++;
     if (f.sent && !f.bounced)
@@ -675,6 +734,8 @@ void rpv_free(struct rp_stats *s)
     rpd_free(&g->in_delay);
     rpd_free(&g->out_delay);
     rpd_free(&s->all_e2e);
-    dict_free(&s->prov_by_host);
-    dict_free(&s->prov_by_dom);
+    rph_free(&g->ends);
+    rpa_free(&g->ends_arena);
+    rph_free(&s->tls_t);
+    rpa_free(&s->tls_arena);
 }
