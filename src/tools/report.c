@@ -35,9 +35,12 @@ static enum rp_fmt detect_prog(const struct rp_hdr *h)
 struct detect_slot {
     char name[40];
     enum rp_fmt fmt;
+    rpp_fn fn;             /* the Postfix parser of the name's daemon */
 };
 
-enum rp_fmt rp_detect(const struct rp_hdr *h)
+/* rp_detect(), and the Postfix parser for the daemon (h->fn) from the
+ * same cache slot: one lookup per line for both. */
+static enum rp_fmt detect(struct rp_hdr *h)
 {
     static struct detect_slot cache[DETECT_SLOTS];
     if (h->exim_native)
@@ -49,11 +52,19 @@ enum rp_fmt rp_detect(const struct rp_hdr *h)
     struct detect_slot *s =
         &cache[(n * 31 + (unsigned char)p[n - 1] * 7 + (unsigned char)p[n / 2]) %
                DETECT_SLOTS];
-    if (memcmp(s->name, p, n + 1) == 0)
-        return s->fmt;
-    s->fmt = detect_prog(h);
-    memcpy(s->name, p, n + 1);
+    if (memcmp(s->name, p, n + 1) != 0) {
+        s->fmt = detect_prog(h);
+        s->fn = s->fmt == RP_FMT_POSTFIX ? rpp_handler(h->svc) : NULL;
+        memcpy(s->name, p, n + 1);
+    }
+    h->fn = s->fn;
     return s->fmt;
+}
+
+enum rp_fmt rp_detect(const struct rp_hdr *h)
+{
+    struct rp_hdr copy = *h;
+    return detect(&copy);
 }
 
 static void unparsed(struct rp_ctx *c, const char *orig)
@@ -82,7 +93,7 @@ static bool journey_bound(const struct rp_ev *e)
     switch (e->kind) {
     case EV_CLIENT: case EV_PICKUP: case EV_MSGID: case EV_QUEUED:
     case EV_DELIVERY: case EV_REMOVED: case EV_EXPIRED: case EV_NOTICE:
-        return e->qid != NULL && strcmp(e->qid, "NOQUEUE") != 0;
+        return e->qid != NULL && (e->qid[0] != 'N' || strcmp(e->qid, "NOQUEUE") != 0);
     case EV_REJECT: case EV_TLS_OK: case EV_TLS_FAIL:
         return true;
     default:
@@ -107,7 +118,7 @@ bool rp_parse_line(struct rp_ctx *c, char *line, size_t len, struct rp_ev *e)
             unparsed(c, keep ? orig : NULL);
         return false;
     }
-    enum rp_fmt fmt = rp_detect(&h);
+    enum rp_fmt fmt = detect(&h);
     if (fmt == RP_FMT_AUTO || (c->o->format != RP_FMT_AUTO && fmt != c->o->format)) {
         c->lst.other++;   /* another program's line (dovecot, amavis, ...) */
         return false;

@@ -46,6 +46,10 @@ struct rp_year {
     int ref_year, ref_mon;   /* reference (file mtime or now) for the first line */
 };
 
+struct rp_ev;
+/* A Postfix daemon's message parser (report_parse_postfix.c). */
+typedef void (*rpp_fn)(char *msg, struct rp_ev *e);
+
 struct rp_hdr {
     int64_t ts;
     char *host;        /* syslog host ("" for Exim's own log) */
@@ -54,6 +58,7 @@ struct rp_hdr {
     long pid;
     char *msg;         /* text after "prog[pid]: " */
     bool exim_native;  /* an Exim main-log line (no syslog header) */
+    rpp_fn fn;         /* the Postfix parser of svc, when rp_detect() knew it */
 };
 
 /* Split a (mutable, NUL-terminated) line into its header. Returns 0, or -1
@@ -470,6 +475,8 @@ size_t rpp_value(const char *v, char *out, size_t outlen);
 bool rpp_is_qid(const char *s, size_t n);
 /* True for a Postfix-like syslog name ("postfix/smtpd", "sluice/qmgr"). */
 bool rpp_is_postfix(const char *prog, const char *svc);
+/* The parser for a Postfix daemon name (unknown names: delivery forms). */
+rpp_fn rpp_handler(const char *svc);
 
 /* ---- input (report_input.c) ----------------------------------------- */
 /* Read every file (NULL-terminated list; "-" is stdin) in time order and

@@ -12,6 +12,12 @@
 #include <stdio.h>
 #include <string.h>
 
+/* isdigit() without the locale table call (digits are 0-9 everywhere). */
+static inline bool is_digit(unsigned char c)
+{
+    return (unsigned)(c - '0') < 10;
+}
+
 static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
 
@@ -63,7 +69,7 @@ static bool digits(const char *p, int n, int *v)
 {
     int x = 0;
     for (int i = 0; i < n; i++) {
-        if (!isdigit((unsigned char)p[i]))
+        if (!is_digit((unsigned char)p[i]))
             return false;
         x = x * 10 + (p[i] - '0');
     }
@@ -178,16 +184,16 @@ int rpl_peek_ts(const char *line, int64_t *ts, bool *full)
 static char *skip_zone(char *p)
 {
     if (*p == '.' || *p == ',')
-        for (p++; isdigit((unsigned char)*p); p++)
+        for (p++; is_digit((unsigned char)*p); p++)
             ;
     if (*p == 'Z')
         return p + 1;
-    if ((*p == '+' || *p == '-') && isdigit((unsigned char)p[1]) &&
-        isdigit((unsigned char)p[2])) {
+    if ((*p == '+' || *p == '-') && is_digit((unsigned char)p[1]) &&
+        is_digit((unsigned char)p[2])) {
         p += 3;
         if (*p == ':')
             p++;
-        if (isdigit((unsigned char)p[0]) && isdigit((unsigned char)p[1]))
+        if (is_digit((unsigned char)p[0]) && is_digit((unsigned char)p[1]))
             p += 2;
     }
     return p;
@@ -206,7 +212,7 @@ static int parse_prog(char *p, struct rp_hdr *h)
     if (*p == '[') {
         *p++ = '\0';
         long pid = 0;
-        while (isdigit((unsigned char)*p) && pid < 100000000)
+        while (is_digit((unsigned char)*p) && pid < 100000000)
             pid = pid * 10 + (*p++ - '0');
         if (*p != ']' || p[1] != ':')
             return -1;
@@ -222,7 +228,7 @@ static int parse_prog(char *p, struct rp_hdr *h)
     h->prog = start;
     h->svc = slash ? slash + 1 : start;
     /* Solaris: "[ID 801593 mail.info] " */
-    if (strncmp(p, "[ID ", 4) == 0) {
+    if (p[0] == '[' && strncmp(p, "[ID ", 4) == 0) {
         char *end = strchr(p, ']');
         if (end) {
             p = end + 1;
@@ -241,8 +247,9 @@ static int parse_host_prog(char *p, struct rp_hdr *h)
         return -1;
     p++;
     h->host = p;
-    p = strchr(p, ' ');
-    if (p == NULL)
+    while (*p != ' ' && *p != '\0')      /* host names are short: no call */
+        p++;
+    if (*p == '\0')
         return -1;
     *p++ = '\0';
     return parse_prog(p, h);
@@ -252,9 +259,9 @@ static int parse_host_prog(char *p, struct rp_hdr *h)
 static int parse_exim_native(char *p, struct rp_hdr *h)
 {
     p = skip_zone(p + 19);
-    if (*p == ' ' && (p[1] == '+' || p[1] == '-') && isdigit((unsigned char)p[2])) {
+    if (*p == ' ' && (p[1] == '+' || p[1] == '-') && is_digit((unsigned char)p[2])) {
         p += 2;
-        while (isdigit((unsigned char)*p))
+        while (is_digit((unsigned char)*p))
             p++;
     }
     if (*p != ' ')
@@ -264,7 +271,7 @@ static int parse_exim_native(char *p, struct rp_hdr *h)
         char *end = strchr(p, ']');
         if (end && end[1] == ' ') {
             long pid = 0;
-            for (char *q = p + 1; q < end && isdigit((unsigned char)*q); q++)
+            for (char *q = p + 1; q < end && is_digit((unsigned char)*q); q++)
                 pid = pid * 10 + (*q - '0');
             h->pid = pid;
             p = end + 2;
@@ -282,7 +289,7 @@ int rpl_parse_header(char *line, struct rp_year *yr, struct rp_hdr *h)
 {
     memset(h, 0, sizeof(*h));
     int mon, day, sod;
-    if (isdigit((unsigned char)line[0])) {
+    if (is_digit((unsigned char)line[0])) {
         if (iso_datetime(line, 'T', &h->ts))
             return parse_host_prog(skip_zone(line + 19), h);
         if (iso_datetime(line, ' ', &h->ts))

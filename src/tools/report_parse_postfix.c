@@ -14,8 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef void (*rpp_fn)(char *msg, struct rp_ev *e);
-
 static void p_smtpd(char *msg, struct rp_ev *e);
 static void p_postscreen(char *msg, struct rp_ev *e);
 static void p_cleanup(char *msg, struct rp_ev *e);
@@ -82,6 +80,60 @@ bool rpp_is_postfix(const char *prog, const char *svc)
 
 /* ---- shared helpers ------------------------------------------------- */
 
+static inline bool is_digit(char c)
+{
+    return (unsigned)((unsigned char)c - '0') < 10;
+}
+
+/* strtoull(s, NULL, 10), without the call for a plain run of digits. */
+static uint64_t parse_u64(const char *s)
+{
+    uint64_t v = 0;
+    size_t i = 0;
+    for (; i < 19 && is_digit(s[i]); i++)
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    if (i == 0 || i == 19)       /* sign, blanks, or maybe too large */
+        return strtoull(s, NULL, 10);
+    return v;
+}
+
+/* (int)strtol(s, NULL, 10), likewise. */
+static int parse_int(const char *s)
+{
+    long v = 0;
+    size_t i = 0;
+    for (; i < 9 && is_digit(s[i]); i++)
+        v = v * 10 + (s[i] - '0');
+    if (i == 0 || i == 9)
+        return (int)strtol(s, NULL, 10);
+    return (int)v;
+}
+
+/* strtod(s, NULL) for "123" and "1.25" with at most 15 digits: both the
+ * digits and the power of ten are exact doubles, so one division is
+ * correctly rounded, as strtod is. Anything else goes to strtod. */
+static double parse_decimal(const char *s)
+{
+    static const double pow10[16] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7,
+                                     1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
+    uint64_t m = 0;
+    int digits = 0, frac = 0;
+    const char *p = s;
+    for (; is_digit(*p) && digits < 15; p++, digits++)
+        m = m * 10 + (uint64_t)(*p - '0');
+    if (digits == 0 || is_digit(*p))
+        return strtod(s, NULL);
+    if (*p == '.') {
+        for (p++; is_digit(*p) && digits < 15; p++, digits++, frac++)
+            m = m * 10 + (uint64_t)(*p - '0');
+        if (is_digit(*p))
+            return strtod(s, NULL);
+    }
+    if (*p == 'e' || *p == 'E' || *p == 'x' || *p == 'X')
+        return strtod(s, NULL);
+    return (double)m / pow10[frac];
+}
+
 /* Queue id characters: 2 upper-case hex digit, 1 other alphanumeric, 0 not. */
 static const unsigned char qid_cls[256] = {
     ['0'] = 2, ['1'] = 2, ['2'] = 2, ['3'] = 2, ['4'] = 2, ['5'] = 2, ['6'] = 2,
@@ -114,13 +166,20 @@ bool rpp_is_qid(const char *s, size_t n)
     return hex || (n >= 12 && memchr(s, 'z', n) != NULL);
 }
 
-/* "QID: rest" -> qid NUL-terminated, returns rest; NULL if no qid. */
+/* "QID: rest" -> qid NUL-terminated, returns rest; NULL if no qid.
+ * rpp_is_qid() in the same pass as the scan for the colon. */
 static char *split_qid(char *msg, const char **qid)
 {
     size_t n = 0;
-    while (n <= 20 && qid_cls[(unsigned char)msg[n]])
+    unsigned all = 2, k;
+    while (n <= 20 && (k = qid_cls[(unsigned char)msg[n]]) != 0) {
+        all &= k;
         n++;
-    if (msg[n] != ':' || msg[n + 1] != ' ' || !rpp_is_qid(msg, n))
+    }
+    if (msg[n] != ':' || msg[n + 1] != ' ')
+        return NULL;
+    if (!(n == 7 && memcmp(msg, "NOQUEUE", 7) == 0) &&
+        (n < 5 || n > 20 || (all != 2 && (n < 12 || memchr(msg, 'z', n) == NULL))))
         return NULL;
     msg[n] = '\0';
     *qid = msg;
@@ -132,8 +191,13 @@ void rpp_split_client(const char *s, char *host, size_t hl, char *ip, size_t il)
     host[0] = ip[0] = '\0';
     if (s == NULL)
         return;
-    const char *lb = strchr(s, '[');
-    size_t hn = lb ? (size_t)(lb - s) : strcspn(s, " ,:");
+    /* one pass: the '[' and, failing it, the first of " ,:" */
+    const char *p = s, *stop = NULL;
+    for (; *p && *p != '['; p++)
+        if (stop == NULL && (*p == ' ' || *p == ',' || *p == ':'))
+            stop = p;
+    const char *lb = *p == '[' ? p : NULL;
+    size_t hn = lb ? (size_t)(lb - s) : (size_t)((stop ? stop : p) - s);
     while (hn > 0 && s[hn - 1] == ' ')
         hn--;
     if (hn >= hl)
@@ -141,13 +205,15 @@ void rpp_split_client(const char *s, char *host, size_t hl, char *ip, size_t il)
     memcpy(host, s, hn);
     host[hn] = '\0';
     if (lb) {
-        const char *rb = strchr(lb, ']');
-        size_t in = rb ? (size_t)(rb - lb - 1) : strlen(lb + 1);
+        const char *rb = lb + 1;
+        while (*rb && *rb != ']')
+            rb++;
+        size_t in = (size_t)(rb - lb - 1);
         if (in >= il)
             in = il - 1;
         memcpy(ip, lb + 1, in);
         ip[in] = '\0';
-        if (strncasecmp(ip, "IPv6:", 5) == 0)
+        if ((ip[0] == 'I' || ip[0] == 'i') && strncasecmp(ip, "IPv6:", 5) == 0)
             memmove(ip, ip + 5, strlen(ip + 5) + 1);
     }
 }
@@ -325,8 +391,16 @@ static bool p_session(char *msg, struct rp_ev *e)
  * ECDHE-RSA-AES256-SHA384 (256/256 bits)" (from = inbound, to = outbound) */
 static bool p_tls_established(char *msg, struct rp_ev *e)
 {
-    char *p = strstr(msg, " TLS connection established ");
-    if (p == NULL || p - msg > 12)
+    /* strstr(msg, " TLS connection established ") within the first 13
+     * characters, without scanning the whole line */
+    static const char needle[] = " TLS connection established ";
+    char *p = NULL;
+    for (size_t i = 0; i <= 12 && msg[i]; i++)
+        if (msg[i] == ' ' && strncmp(msg + i, needle, sizeof(needle) - 1) == 0) {
+            p = msg + i;
+            break;
+        }
+    if (p == NULL)
         return false;
     p += 28;
     if (strncmp(p, "from ", 5) == 0) {
@@ -346,7 +420,8 @@ static bool p_tls_established(char *msg, struct rp_ev *e)
     char *sp = strchr(proto, ' ');
     if (sp) {
         *sp = '\0';
-        char *c = strstr(sp + 1, "with cipher ");
+        char *c = strncmp(sp + 1, "with cipher ", 12) == 0 ? sp + 1
+                                                           : strstr(sp + 1, "with cipher ");
         if (c) {
             c += 12;
             c[strcspn(c, " ")] = '\0';
@@ -525,12 +600,22 @@ static void p_qmgr(char *msg, struct rp_ev *e)
         if (addr == NULL)
             return;
         e->addr = addr;
-        const char *sz = rpp_field(end, "size");
-        const char *nr = rpp_field(end, "nrcpt");
+        const char *sz, *nr;
+        if (strncmp(end, ", size=", 7) == 0) {
+            /* the usual ", size=N, nrcpt=N": what rpp_field() finds */
+            sz = end + 7;
+            const char *q = sz;
+            while (is_digit(*q))
+                q++;
+            nr = strncmp(q, ", nrcpt=", 8) == 0 ? q + 8 : rpp_field(end, "nrcpt");
+        } else {
+            sz = rpp_field(end, "size");
+            nr = rpp_field(end, "nrcpt");
+        }
         if (sz) {
-            e->size = strtoull(sz, NULL, 10);
+            e->size = parse_u64(sz);
             e->has_size = true;
-            e->nrcpt = nr ? (int)strtol(nr, NULL, 10) : 0;
+            e->nrcpt = nr ? parse_int(nr) : 0;
             e->kind = EV_QUEUED;
         } else if (strstr(end, "status=expired") || strstr(end, "status=force-expired")) {
             e->kind = EV_EXPIRED;
@@ -546,13 +631,12 @@ static void p_qmgr(char *msg, struct rp_ev *e)
 
 static enum rp_status status_of(const char *s)
 {
-    if (strcmp(s, "sent") == 0)
-        return ST_SENT;
-    if (strcmp(s, "deferred") == 0)
-        return ST_DEFERRED;
-    if (strcmp(s, "bounced") == 0)
-        return ST_BOUNCED;
-    return ST_OTHER;
+    switch (s[0]) {
+    case 's': return strcmp(s, "sent") == 0 ? ST_SENT : ST_OTHER;
+    case 'd': return strcmp(s, "deferred") == 0 ? ST_DEFERRED : ST_OTHER;
+    case 'b': return strcmp(s, "bounced") == 0 ? ST_BOUNCED : ST_OTHER;
+    default: return ST_OTHER;
+    }
 }
 
 /* "to=<r>, orig_to=<o>, relay=R, conn_use=N, delay=D, delays=a/b/c/d,
@@ -560,14 +644,19 @@ static enum rp_status status_of(const char *s)
  * skipped (Postfix 3.11 adds tls=). */
 static void p_to_fields(char *p, struct rp_ev *e)
 {
+    /* the fields are short: plain loops, no library call per field */
     while (*p) {
-        char *eq = strchr(p, '=');
-        if (eq == NULL)
+        char *eq = p;
+        while (*eq != '=' && *eq != '\0')
+            eq++;
+        if (*eq == '\0')
             return;
         *eq = '\0';
         char *key = p, *val = eq + 1, *next;
         if (eq - key == 6 && memcmp(key, "status", 6) == 0) {
-            char *sp = val + strcspn(val, " ");
+            char *sp = val;
+            while (*sp != ' ' && *sp != '\0')
+                sp++;
             char *reply = NULL;
             if (*sp) {
                 *sp = '\0';
@@ -585,10 +674,15 @@ static void p_to_fields(char *p, struct rp_ev *e)
             return;
         }
         if (*val == '<') {
-            char *gt = strchr(val, '>');
-            next = gt ? gt + 1 : val + strlen(val);
+            next = val;
+            while (*next != '>' && *next != '\0')
+                next++;
+            if (*next == '>')
+                next++;
         } else {
-            next = val + strcspn(val, ",");
+            next = val;
+            while (*next != ',' && *next != '\0')
+                next++;
         }
         if (*next == ',') {
             *next++ = '\0';
@@ -604,7 +698,7 @@ static void p_to_fields(char *p, struct rp_ev *e)
         } else if (kl == 5 && memcmp(key, "relay", 5) == 0) {
             e->relay = val;
         } else if (kl == 5 && memcmp(key, "delay", 5) == 0) {
-            e->delay = strtod(val, NULL);
+            e->delay = parse_decimal(val);
             e->has_delay = true;
         } else if (kl == 3 && memcmp(key, "dsn", 3) == 0) {
             e->dsn = val;
@@ -731,16 +825,17 @@ static void p_quiet(char *msg, struct rp_ev *e)
     e->kind = EV_IGNORED;
 }
 
+rpp_fn rpp_handler(const char *svc)
+{
+    const struct rpp_svc *s = find_svc(svc);
+    /* an unknown daemon name (a renamed transport): delivery forms */
+    return s ? s->fn : p_delivery;
+}
+
 void rpp_parse(struct rp_hdr *h, struct rp_ev *e)
 {
     e->svc = h->svc;
     if (p_severity(h->msg, e))
         return;
-    const struct rpp_svc *s = find_svc(h->svc);
-    if (s) {
-        s->fn(h->msg, e);
-        return;
-    }
-    /* an unknown daemon name (a renamed transport): delivery forms */
-    p_delivery(h->msg, e);
+    (h->fn ? h->fn : rpp_handler(h->svc))(h->msg, e);
 }
