@@ -46,7 +46,7 @@ static enum rp_fmt detect(struct rp_hdr *h)
     if (h->exim_native)
         return RP_FMT_EXIM;
     const char *p = h->prog;
-    size_t n = strlen(p);
+    size_t n = h->prog_len;
     if (n == 0 || n >= sizeof(cache[0].name))
         return detect_prog(h);
     struct detect_slot *s =
@@ -64,6 +64,7 @@ static enum rp_fmt detect(struct rp_hdr *h)
 enum rp_fmt rp_detect(const struct rp_hdr *h)
 {
     struct rp_hdr copy = *h;
+    copy.prog_len = strlen(h->prog);
     return detect(&copy);
 }
 

@@ -54,6 +54,7 @@ struct rp_hdr {
     int64_t ts;
     char *host;        /* syslog host ("" for Exim's own log) */
     char *prog;        /* "postfix/smtpd", "sendmail", "exim" */
+    size_t prog_len;   /* strlen(prog) */
     const char *svc;   /* last component of prog: "smtpd" */
     long pid;
     char *msg;         /* text after "prog[pid]: " */

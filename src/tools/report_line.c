@@ -209,6 +209,7 @@ static int parse_prog(char *p, struct rp_hdr *h)
             slash = p;
     if (p == start)
         return -1;
+    h->prog_len = (size_t)(p - start);
     if (*p == '[') {
         *p++ = '\0';
         long pid = 0;
@@ -279,6 +280,7 @@ static int parse_exim_native(char *p, struct rp_hdr *h)
     }
     h->host = "";
     h->prog = "exim";
+    h->prog_len = 4;
     h->svc = "exim";
     h->msg = p;
     h->exim_native = true;
