@@ -34,6 +34,7 @@ static enum rp_fmt detect_prog(const struct rp_hdr *h)
 #define DETECT_SLOTS 64
 struct detect_slot {
     char name[40];
+    size_t len;
     enum rp_fmt fmt;
     rpp_fn fn;             /* the Postfix parser of the name's daemon */
 };
@@ -52,10 +53,13 @@ static enum rp_fmt detect(struct rp_hdr *h)
     struct detect_slot *s =
         &cache[(n * 31 + (unsigned char)p[n - 1] * 7 + (unsigned char)p[n / 2]) %
                DETECT_SLOTS];
-    if (memcmp(s->name, p, n + 1) != 0) {
+    /* n bytes, not the NUL just written after them: a load across a
+     * fresh store stalls */
+    if (s->len != n || memcmp(s->name, p, n) != 0) {
         s->fmt = detect_prog(h);
         s->fn = s->fmt == RP_FMT_POSTFIX ? rpp_handler(h->svc) : NULL;
         memcpy(s->name, p, n + 1);
+        s->len = n;
     }
     h->fn = s->fn;
     return s->fmt;
