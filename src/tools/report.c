@@ -92,15 +92,18 @@ static void run_parser(enum rp_fmt fmt, struct rp_hdr *h, struct rp_ev *e)
 
 /* Events with a queue id go to the journeys; so do rejects (greylisting
  * triplets, cleanup rejects end a message), after being counted here, and
- * TLS events (the journey thread has more time to spare). */
+ * inbound TLS events (per client and network: the journey thread keeps
+ * those tables). Outbound TLS is two counters: counted here. */
 static bool journey_bound(const struct rp_ev *e)
 {
     switch (e->kind) {
     case EV_CLIENT: case EV_PICKUP: case EV_MSGID: case EV_QUEUED:
     case EV_DELIVERY: case EV_REMOVED: case EV_EXPIRED: case EV_NOTICE:
         return e->qid != NULL && (e->qid[0] != 'N' || strcmp(e->qid, "NOQUEUE") != 0);
-    case EV_REJECT: case EV_TLS_OK: case EV_TLS_FAIL:
+    case EV_REJECT:
         return true;
+    case EV_TLS_OK: case EV_TLS_FAIL:
+        return !e->outbound;
     default:
         return false;
     }

@@ -662,6 +662,20 @@ static void merge_days(struct rp_stats *dst, struct rp_stats *src)
         dst->last_ts = src->last_ts;
 }
 
+/* One-level tallies: src's counts into dst (dst's keys keep their order). */
+static void merge_counts(struct dict *dst, struct dict *src)
+{
+    if (dict_count(dst) == 0) {
+        swap_dict(dst, src);
+        return;
+    }
+    size_t pos = 0;
+    const char *k;
+    void *v;
+    while (dict_next(src, &pos, &k, &v))
+        rpt_add(dst, k, NULL, NULL, ((struct rp_node *)v)->n);
+}
+
 void rps_merge(struct rp_stats *dst, struct rp_stats *src)
 {
     add_totals(&dst->t, &src->t);
@@ -691,5 +705,9 @@ void rps_merge(struct rp_stats *dst, struct rp_stats *src)
     };
     for (size_t i = 0; i < sizeof(only) / sizeof(only[0]); i++)
         swap_dict(only[i][0], only[i][1]);
+    /* outbound TLS is counted on both sides (Exim's X= on deliveries on
+     * the journey side) */
+    merge_counts(&dst->tls_out_proto, &src->tls_out_proto);
+    merge_counts(&dst->tls_out_cipher, &src->tls_out_cipher);
     move_entries(&dst->tracks, &src->tracks);
 }
