@@ -39,15 +39,36 @@ void rpd_add(struct rp_delays *d, double secs)
 static void sort_delays(float *v, size_t n)
 {
     uint32_t *a = (uint32_t *)v;
+    if (n < 64) {              /* most domains: insertion sort, same order */
+        for (size_t i = 1; i < n; i++) {
+            uint32_t x = a[i];
+            size_t j = i;
+            for (; j > 0 && a[j - 1] > x; j--)
+                a[j] = a[j - 1];
+            a[j] = x;
+        }
+        return;
+    }
+    /* the four byte histograms in one pass; a pass whose byte is the same
+     * in every value (the exponent of delays in one range) is skipped */
+    size_t count[4][257];
+    memset(count, 0, sizeof(count));
+    for (size_t i = 0; i < n; i++)
+        for (int k = 0; k < 4; k++)
+            count[k][((a[i] >> (8 * k)) & 0xff) + 1]++;
     uint32_t *tmp = xmalloc(n * sizeof(*tmp));
-    for (int shift = 0; shift < 32; shift += 8) {
-        size_t count[257] = {0};
-        for (size_t i = 0; i < n; i++)
-            count[((a[i] >> shift) & 0xff) + 1]++;
+    for (int k = 0; k < 4; k++) {
+        size_t *c = count[k];
+        bool one = false;
+        for (int b = 1; b <= 256 && !one; b++)
+            one = c[b] == n;
+        if (one)
+            continue;
         for (int b = 0; b < 256; b++)
-            count[b + 1] += count[b];
+            c[b + 1] += c[b];
+        int shift = 8 * k;
         for (size_t i = 0; i < n; i++)
-            tmp[count[(a[i] >> shift) & 0xff]++] = a[i];
+            tmp[c[(a[i] >> shift) & 0xff]++] = a[i];
         memcpy(a, tmp, n * sizeof(*a));
     }
     free(tmp);
