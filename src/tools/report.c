@@ -55,7 +55,7 @@ static enum rp_fmt detect(struct rp_hdr *h)
                DETECT_SLOTS];
     /* n bytes, not the NUL just written after them: a load across a
      * fresh store stalls */
-    if (s->len != n || memcmp(s->name, p, n) != 0) {
+    if (s->len != n || !rp_eq(s->name, p, n)) {
         s->fmt = detect_prog(h);
         s->fn = s->fmt == RP_FMT_POSTFIX ? rpp_handler(h->svc) : NULL;
         memcpy(s->name, p, n + 1);

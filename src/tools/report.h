@@ -22,6 +22,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #define RP_LINE_MAX 16384      /* longer lines are cut (and counted) */
 #define RP_TOP_DEFAULT 20
@@ -143,6 +144,36 @@ struct rpt_cache { const char *key[4]; struct rp_node *node[4]; unsigned next; }
 void rpt_add1_cached(struct dict *t, struct rpt_cache *cache, const char *key);
 struct rp_kv *rpt_sorted(const struct dict *d, uint64_t (*weight)(const void *),
                          size_t *n);
+
+/* n bytes of a and b equal? Inline, with word loads that stay inside the
+ * n bytes: the names compared per line are short and of varying length,
+ * where memcmp's size dispatch mispredicts. */
+static inline bool rp_eq(const char *a, const char *b, size_t n)
+{
+    uint64_t x, y, acc = 0;
+    if (n >= 8) {
+        size_t i = 0;
+        for (; i + 8 < n; i += 8) {
+            memcpy(&x, a + i, 8);
+            memcpy(&y, b + i, 8);
+            acc |= x ^ y;
+        }
+        memcpy(&x, a + n - 8, 8);
+        memcpy(&y, b + n - 8, 8);
+        return (acc | (x ^ y)) == 0;
+    }
+    if (n >= 4) {
+        uint32_t p, q, r, t;
+        memcpy(&p, a, 4);
+        memcpy(&q, b, 4);
+        memcpy(&r, a + n - 4, 4);
+        memcpy(&t, b + n - 4, 4);
+        return ((p ^ q) | (r ^ t)) == 0;
+    }
+    for (size_t i = 0; i < n; i++)
+        acc |= (uint64_t)(a[i] ^ b[i]);
+    return acc == 0;
+}
 
 /* ---- interned records (report_intern.c) ------------------------------ */
 /* A record's first member: its key (NUL-terminated, len bytes). */

@@ -62,7 +62,7 @@ struct rph_head *rph_get(const struct rph *t, const char *key, size_t len, uint6
         const struct rph_slot *s = &t->v[i];
         if (s->rec == NULL)
             return NULL;
-        if (s->h == h && s->rec->len == len && memcmp(s->rec->key, key, len) == 0)
+        if (s->h == h && s->rec->len == len && rp_eq(s->rec->key, key, len))
             return s->rec;
     }
 }
