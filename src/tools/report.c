@@ -154,6 +154,8 @@ bool rp_parse_line(struct rp_ctx *c, char *line, size_t len, struct rp_ev *e)
     bool journey = journey_bound(e);
     if (e->kind == EV_REJECT || !journey)
         rpj_line_event(c, e);
+    /* read here, where the line is in this core's cache */
+    e->sendmail = e->svc && strcmp(e->svc, "sendmail") == 0;
     return journey;
 }
 

@@ -121,6 +121,7 @@ struct rp_ev {
     double delay;
     int nrcpt;
     bool has_size, has_delay, outbound, forwarded;
+    bool sendmail;          /* svc is "sendmail" (set by rp_parse_line) */
     char ip[64];            /* client (or relay) address, extracted */
     char host[256];         /* client (or relay) name, extracted */
     char fbuf[320], tbuf[320], word[48], link[32];   /* parser scratch */

@@ -607,8 +607,7 @@ static void rejected_in_queue(struct rp_ctx *c, const struct rp_ev *e)
 
 void rpj_event(struct rp_ctx *c, struct rp_ev *e)
 {
-    enum rp_fmt fmt = (enum rp_fmt)(e->svc && strcmp(e->svc, "sendmail") == 0
-                                        ? RP_FMT_SENDMAIL : RP_FMT_POSTFIX);
+    enum rp_fmt fmt = e->sendmail ? RP_FMT_SENDMAIL : RP_FMT_POSTFIX;
     if (e->kind == EV_REJECT) {
         grey_event(c, e);
         rejected_in_queue(c, e);
@@ -619,7 +618,8 @@ void rpj_event(struct rp_ctx *c, struct rp_ev *e)
         return;
     }
     tls_on_the_side(c, e);
-    if (!qid_event(e->kind) || e->qid == NULL || strcmp(e->qid, "NOQUEUE") == 0)
+    if (!qid_event(e->kind) || e->qid == NULL ||
+        (e->qid[0] == 'N' && strcmp(e->qid, "NOQUEUE") == 0))
         return;
     struct rp_msg *m = get_msg(c, e->qid, e->ts);
     m->last_ts = e->ts;
