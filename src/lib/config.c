@@ -78,7 +78,6 @@ static const struct cfg_def cfg_defs[] = {
     {"smtp_helo_name", CFG_STR, "$myhostname", F(smtp_helo_name), NULL},
     {"throttle_pause_time", CFG_TIME, "60s", F(throttle_pause_time), NULL},
     {"destination_rate_delay", CFG_TIME, "0s", F(destination_rate_delay), NULL},
-    {"spool_sync_delay_us", CFG_INT, "0", F(spool_sync_delay_us), NULL},
     {"greylist", CFG_BOOL, "no", F(greylist), NULL},
     {"greylist_delay", CFG_TIME, "2m", F(greylist_delay), NULL},
     {"greylist_window", CFG_TIME, "48h", F(greylist_window), NULL},

@@ -431,12 +431,16 @@ static void *spool_sync_main(void *arg)
     struct spool *sp = arg;
     pthread_mutex_lock(&sp->lock);
     for (;;) {
+        bool idle = sp->todo == NULL;
         while (sp->todo == NULL && !sp->stopping)
             pthread_cond_wait(&sp->cond, &sp->lock);
         if (sp->todo == NULL && sp->stopping)
             break;
-        if (sp->gather_us) {
-            /* group-commit window: let concurrent sessions join the batch */
+        if (sp->gather_us && idle) {
+            /* group-commit window: let concurrent sessions join the batch.
+             * Only after idling: commits that queued up while the last
+             * batch was on disk already make a batch, and waiting more
+             * would only add latency. */
             pthread_mutex_unlock(&sp->lock);
             usleep(sp->gather_us);
             pthread_mutex_lock(&sp->lock);
