@@ -76,6 +76,44 @@ void smtpd_unregister_session(struct smtpd *srv, uint64_t id, const char *ip)
     smtpd_check_shutdown_done(srv);
 }
 
+void smtpd_queue_flush(struct smtpd *srv, uint64_t id)
+{
+    if (srv->nflush == srv->flush_cap) {
+        srv->flush_cap = srv->flush_cap ? srv->flush_cap * 2 : 64;
+        srv->flush_ids = xrealloc(srv->flush_ids, srv->flush_cap * sizeof(*srv->flush_ids));
+    }
+    srv->flush_ids[srv->nflush++] = id;
+}
+
+/* End of a loop pass: first the pass's log lines (one write), then the
+ * replies of every plaintext session that has some. So a log line is in
+ * the file before the reply it goes with leaves, and a busy server makes
+ * one log write per pass rather than one per line. */
+static void smtpd_end_of_pass(struct smtpd *srv)
+{
+    log_flush();
+    for (size_t i = 0; i < srv->nflush; i++) {   /* may grow meanwhile */
+        struct smtpd_session *s = smtpd_find_session(srv, srv->flush_ids[i]);
+        if (s)
+            smtpd_session_flush(s);
+    }
+    srv->nflush = 0;
+    log_flush();   /* disconnect lines of sessions closed just now */
+}
+
+/* The event loop, one pass at a time (see smtpd_end_of_pass). */
+static void smtpd_run(struct smtpd *srv)
+{
+    log_batch_begin();
+    for (;;) {
+        int rc = event_base_loop(srv->base, EVLOOP_ONCE);
+        smtpd_end_of_pass(srv);
+        if (rc != 0 || event_base_got_exit(srv->base) || event_base_got_break(srv->base))
+            break;
+    }
+    log_batch_end();
+}
+
 void smtpd_notify_queued(const char *qid, struct spool_envelope *env)
 {
     if (the_server && the_server->qmgr)
@@ -416,7 +454,7 @@ int smtpd_main(const char *config_path, bool daemonize)
             srv.cfg->path ? srv.cfg->path : "(built-in defaults)", srv.cfg->smtp_listen,
             spool_initial_count(srv.spool));
 
-    event_base_dispatch(srv.base);
+    smtpd_run(&srv);
 
     rc = srv.shutting_down ? 0 : 1;
     log_svc("master", "stopped");
@@ -444,6 +482,7 @@ cleanup:
         SSL_CTX_free(srv.tls_ctx);
     dict_free(&srv.sessions);
     dict_free(&srv.per_ip);
+    free(srv.flush_ids);
     event_base_free(srv.base);
     config_free(srv.cfg);
     free(srv.config_path);
