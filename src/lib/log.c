@@ -240,11 +240,16 @@ static void log_vevent(enum log_level lvl, const char *service,
         syslog(prio, "%s%s", level_prefix[lvl], msg);
     } else {
         char line[LOG_LINE_MAX + 512];
-        char stamp[32];
+        /* the stamp changes once a second: format it once a second */
+        static _Thread_local time_t stamp_time = -1;
+        static _Thread_local char stamp[32];
         time_t now = time(NULL);
-        struct tm tm;
-        localtime_r(&now, &tm);
-        strftime(stamp, sizeof(stamp), "%b %e %H:%M:%S", &tm);
+        if (now != stamp_time) {
+            struct tm tm;
+            localtime_r(&now, &tm);
+            strftime(stamp, sizeof(stamp), "%b %e %H:%M:%S", &tm);
+            stamp_time = now;
+        }
         if (log_host[0] == '\0')
             gethostname(log_host, sizeof(log_host) - 1);
         if (log_pid == 0)

@@ -36,6 +36,19 @@
 /* One server per process; sessions are found by id through it. */
 static struct smtpd *the_server;
 
+/* The registry key of a session id: its decimal digits. Sessions are
+ * looked up once or twice per event, so no printf here. */
+static const char *session_key(uint64_t id, char key[24])
+{
+    char *p = key + 23;
+    *p = '\0';
+    do {
+        *--p = (char)('0' + id % 10);
+        id /= 10;
+    } while (id);
+    return p;
+}
+
 struct smtpd_session *smtpd_find_session(struct smtpd *srv, uint64_t id)
 {
     char key[24];
@@ -43,15 +56,13 @@ struct smtpd_session *smtpd_find_session(struct smtpd *srv, uint64_t id)
         srv = the_server;
     if (srv == NULL)
         return NULL;
-    snprintf(key, sizeof(key), "%llu", (unsigned long long)id);
-    return dict_get(&srv->sessions, key);
+    return dict_get(&srv->sessions, session_key(id, key));
 }
 
 void smtpd_register_session(struct smtpd *srv, struct smtpd_session *s, uint64_t id)
 {
     char key[24];
-    snprintf(key, sizeof(key), "%llu", (unsigned long long)id);
-    dict_set(&srv->sessions, key, s);
+    dict_set(&srv->sessions, session_key(id, key), s);
     srv->nsessions++;
 }
 
@@ -68,8 +79,7 @@ static void per_ip_adjust(struct smtpd *srv, const char *ip, int delta)
 void smtpd_unregister_session(struct smtpd *srv, uint64_t id, const char *ip)
 {
     char key[24];
-    snprintf(key, sizeof(key), "%llu", (unsigned long long)id);
-    if (dict_del(&srv->sessions, key)) {
+    if (dict_del(&srv->sessions, session_key(id, key))) {
         srv->nsessions--;
         per_ip_adjust(srv, ip, -1);
     }
