@@ -151,6 +151,20 @@ static void sio_read_resume(struct smtpd_session *s)
     }
 }
 
+/* After the state machine ran: read again if its state takes input. The
+ * read event may have been paused with a full input buffer (a client
+ * that sent a lot while its message was committed), which is now drained:
+ * nothing else would resume it. */
+static void sio_read_again(struct smtpd_session *s)
+{
+    if (s->dead || s->bev)
+        return;  /* a bufferevent resumes by itself below its watermark */
+    if (s->state == SS_GREYLIST || s->state == SS_TLS_START || s->state == SS_TLS ||
+        s->state == SS_CLOSING)
+        return;
+    sio_read_resume(s);
+}
+
 static void sio_read_pause(struct smtpd_session *s)
 {
     if (s->bev) {
@@ -1046,6 +1060,7 @@ static void commit_done(uint64_t token, const char *qid, int err)
     if (s->state != SS_CLOSING)
         sio_read_resume(s);
     session_process(s);
+    sio_read_again(s);
     s->in_callback = false;
     if (s->dead)
         session_free(s);
@@ -1087,6 +1102,7 @@ static void greylist_done(void *arg, const struct greylist_decision *d)
     if (s->state != SS_CLOSING)
         sio_read_resume(s);
     session_process(s);
+    sio_read_again(s);
     s->in_callback = false;
     if (s->dead)
         session_free(s);
@@ -1104,6 +1120,7 @@ static void session_input(struct smtpd_session *s)
 {
     s->in_callback = true;
     session_process(s);
+    sio_read_again(s);
     s->in_callback = false;
     if (s->dead)
         session_free(s);
