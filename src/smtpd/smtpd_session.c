@@ -1216,8 +1216,11 @@ static void session_io_event(struct smtpd_session *s, short what)
         if (s->state == SS_COMMIT || s->state == SS_GREYLIST) {
             /* keep the session until the commit reports; just mark it */
             s->dead = true;
-            /* nothing more will come: no read events while we wait */
+            /* nothing more will come or go: no events while we wait (a
+             * broken socket would report itself again and again) */
             sio_read_pause(s);
+            if (s->wev)
+                event_del(s->wev);
             return;
         }
         session_free(s);
