@@ -16,6 +16,14 @@ Both spools are on the same filesystem (the temp dir). Each run checks
 that all N messages arrived in the queue. Messages/s = N / wall time of
 smtp-source. Prints per-run figures, the medians and the ratio.
 
+Every run gets a fresh spool, and no spool is deleted before the end of
+the benchmark, so every run of either server starts from the same state.
+Deleting them between runs made each run slower than the one before: on
+ext4 without a journal (this machine's root filesystem) creating a file
+skips, one by one, every free inode of the group deleted in the last 60 s
+(360 s while its inode table block is dirty), so run k paid for the
+~20,000 files runs 1..k-1 had just removed.
+
 Part 2 (memory). BENCH_IDLE idle sessions (default 5,000; greeted and
 EHLO'd, then silent) are held open against sluice from 10 loopback source
 addresses (smtpd_client_connection_limit raised), and sluice's VmRSS is
@@ -119,7 +127,7 @@ def run_sluice(base):
         return MESSAGES / elapsed, cmd
     finally:
         srv.stop()
-        srv.cleanup()
+        srv.kill9()   # the spool stays until the end (see the docstring)
 
 
 def run_postfix(base):
@@ -134,7 +142,7 @@ def run_postfix(base):
             raise RuntimeError(f"postfix held {got} of {MESSAGES}; log:\n{pf.log()[-2000:]}")
         return MESSAGES / elapsed, cmd
     finally:
-        pf.cleanup()
+        pf.stop()     # the queue stays until the end (see the docstring)
 
 
 def rss_kb(pid):

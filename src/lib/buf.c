@@ -31,7 +31,7 @@ void buf_reset(struct buf *b)
 }
 
 /* Make room for `extra` more bytes plus the terminating NUL. */
-static int buf_reserve(struct buf *b, size_t extra)
+int buf_reserve(struct buf *b, size_t extra)
 {
     if (extra > b->max || b->len > b->max - extra)
         return -1;

@@ -28,6 +28,9 @@ struct buf {
 void buf_init(struct buf *b, size_t max);
 void buf_free(struct buf *b);
 void buf_reset(struct buf *b);
+/* Make room for `extra` more bytes in one allocation (for a size known
+ * in advance). Returns 0, or -1 when that would exceed b->max. */
+int buf_reserve(struct buf *b, size_t extra);
 /* Returns 0, or -1 when the result would exceed b->max. */
 int buf_append(struct buf *b, const void *p, size_t n);
 int buf_puts(struct buf *b, const char *s);

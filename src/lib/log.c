@@ -2,7 +2,9 @@
  * log.c - Postfix-compatible text log lines plus optional JSON lines.
  *
  * Lines are assembled in a bounded stack buffer and written with a single
- * write(2) so concurrent writers (the spool thread) never interleave.
+ * write(2) so concurrent writers (the spool thread) never interleave. A
+ * thread may batch its lines (log_batch_begin): they then go out whole, in
+ * order, one write(2) per flush, so they still never interleave.
  */
 #include "lib/log.h"
 
@@ -27,6 +29,15 @@ static const char *log_service = "main";
 static char log_ident[64];
 static long log_pid;          /* cached: one getpid() per process, not per line */
 
+/* Pending lines of a batching thread; complete lines only. */
+#define LOG_BATCH_MAX (64 * 1024)
+struct log_batch {
+    size_t text_len, json_len;
+    char text[LOG_BATCH_MAX];
+    char json[LOG_BATCH_MAX];
+};
+static _Thread_local struct log_batch *log_batch;
+
 static const char *level_prefix[] = {
     [LOG_LVL_INFO] = "",
     [LOG_LVL_WARN] = "warning: ",
@@ -42,6 +53,7 @@ static const char *level_name[] = {
 
 int log_open(enum log_dest dest, const char *path)
 {
+    log_flush();   /* pending lines belong to the old file */
     if (log_fd > 2)
         close(log_fd);
     log_fd = 2;
@@ -59,6 +71,7 @@ int log_open(enum log_dest dest, const char *path)
 
 int log_open_json(const char *path)
 {
+    log_flush();
     if (log_json_fd >= 0)
         close(log_json_fd);
     log_json_fd = -1;
@@ -70,6 +83,7 @@ int log_open_json(const char *path)
 
 void log_close(void)
 {
+    log_flush();
     if (log_fd > 2)
         close(log_fd);
     log_fd = 2;
@@ -104,6 +118,48 @@ static void write_all(int fd, const char *p, size_t n)
         p += w;
         n -= (size_t)w;
     }
+}
+
+void log_batch_begin(void)
+{
+    if (log_batch == NULL)
+        log_batch = calloc(1, sizeof(*log_batch)); /* NULL: stay unbatched */
+}
+
+void log_flush(void)
+{
+    struct log_batch *b = log_batch;
+    if (b == NULL)
+        return;
+    if (b->text_len)
+        write_all(log_fd, b->text, b->text_len);
+    if (b->json_len && log_json_fd >= 0)
+        write_all(log_json_fd, b->json, b->json_len);
+    b->text_len = b->json_len = 0;
+}
+
+void log_batch_end(void)
+{
+    log_flush();
+    free(log_batch);
+    log_batch = NULL;
+}
+
+/* Write a complete line, or queue it when this thread batches. */
+static void emit(int fd, char *pending, size_t *pending_len, const char *line, size_t n)
+{
+    if (log_batch == NULL) {
+        write_all(fd, line, n);
+        return;
+    }
+    if (*pending_len + n > LOG_BATCH_MAX)
+        log_flush();
+    if (n > LOG_BATCH_MAX) {
+        write_all(fd, line, n);
+        return;
+    }
+    memcpy(pending + *pending_len, line, n);
+    *pending_len += n;
 }
 
 /* Append s to dst as JSON string contents, escaping as needed. */
@@ -153,7 +209,10 @@ static void log_write_json(enum log_level lvl, const char *service,
     }
     line[off++] = '}';
     line[off++] = '\n';
-    write_all(log_json_fd, line, off);
+    if (log_batch)
+        emit(log_json_fd, log_batch->json, &log_batch->json_len, line, off);
+    else
+        write_all(log_json_fd, line, off);
 }
 
 static void log_vevent(enum log_level lvl, const char *service,
@@ -181,11 +240,16 @@ static void log_vevent(enum log_level lvl, const char *service,
         syslog(prio, "%s%s", level_prefix[lvl], msg);
     } else {
         char line[LOG_LINE_MAX + 512];
-        char stamp[32];
+        /* the stamp changes once a second: format it once a second */
+        static _Thread_local time_t stamp_time = -1;
+        static _Thread_local char stamp[32];
         time_t now = time(NULL);
-        struct tm tm;
-        localtime_r(&now, &tm);
-        strftime(stamp, sizeof(stamp), "%b %e %H:%M:%S", &tm);
+        if (now != stamp_time) {
+            struct tm tm;
+            localtime_r(&now, &tm);
+            strftime(stamp, sizeof(stamp), "%b %e %H:%M:%S", &tm);
+            stamp_time = now;
+        }
         if (log_host[0] == '\0')
             gethostname(log_host, sizeof(log_host) - 1);
         if (log_pid == 0)
@@ -197,7 +261,10 @@ static void log_vevent(enum log_level lvl, const char *service,
             n = (int)sizeof(line) - 1;
             line[n - 1] = '\n';
         }
-        write_all(log_fd, line, (size_t)n);
+        if (log_batch)
+            emit(log_fd, log_batch->text, &log_batch->text_len, line, (size_t)n);
+        else
+            write_all(log_fd, line, (size_t)n);
     }
     if (log_json_fd >= 0)
         log_write_json(lvl, service, kv, nkv, msg);
@@ -251,6 +318,7 @@ void log_fatal(const char *fmt, ...)
     va_start(ap, fmt);
     log_vevent(LOG_LVL_FATAL, log_service, NULL, 0, fmt, ap);
     va_end(ap);
+    log_flush();
     exit(1);
 }
 
@@ -260,5 +328,6 @@ void log_panic(const char *fmt, ...)
     va_start(ap, fmt);
     log_vevent(LOG_LVL_PANIC, log_service, NULL, 0, fmt, ap);
     va_end(ap);
+    log_flush();
     abort();
 }

@@ -36,6 +36,16 @@ void log_reset_pid(void);
 /* Service name used by the short helpers below ("smtpd", "qmgr", ...). */
 void log_set_service(const char *service);
 
+/* Batching, per thread: after log_batch_begin(), text and JSON lines of
+ * the calling thread (file or stderr destinations; syslog is unbuffered)
+ * are collected and written by log_flush() with one write(2) per file, or
+ * earlier when 64 KiB are pending. Other threads still write at once. The
+ * event loop flushes at the end of every pass, before it sends the replies
+ * of that pass (docs/architecture.md, "Logging"). */
+void log_batch_begin(void);
+void log_flush(void);
+void log_batch_end(void);
+
 void log_event(enum log_level lvl, const char *service,
                const struct log_kv *kv, size_t nkv, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));

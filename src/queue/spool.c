@@ -30,6 +30,7 @@
  * thread creates and writes their file: the event loop never touches the
  * disk for them. Larger ones are streamed to tmp/ as they arrive. */
 #define SPOOL_MEM_MAX (256 * 1024)
+#define SPOOL_WRITER_INITIAL (16 * 1024)
 
 struct spool_job {
     struct spool_job *next;
@@ -242,6 +243,8 @@ int spool_writer_open(struct spool *sp, const char *qid, struct spool_writer *w)
     snprintf(w->tmp_path, sizeof(w->tmp_path), "%s/%s", sp->tmp_dir, qid);
     snprintf(w->final_path, sizeof(w->final_path), "%s/%s", sp->queue_dir, qid);
     buf_init(&w->out, SPOOL_MEM_MAX + SPOOL_WRITE_CHUNK * 2);
+    /* most messages are small: one allocation instead of ~8 doublings */
+    buf_reserve(&w->out, SPOOL_WRITER_INITIAL);
     w->fd = -1; /* created when the message outgrows memory, or at commit */
     return 0;
 }
@@ -431,12 +434,16 @@ static void *spool_sync_main(void *arg)
     struct spool *sp = arg;
     pthread_mutex_lock(&sp->lock);
     for (;;) {
+        bool idle = sp->todo == NULL;
         while (sp->todo == NULL && !sp->stopping)
             pthread_cond_wait(&sp->cond, &sp->lock);
         if (sp->todo == NULL && sp->stopping)
             break;
-        if (sp->gather_us) {
-            /* group-commit window: let concurrent sessions join the batch */
+        if (sp->gather_us && idle) {
+            /* group-commit window: let concurrent sessions join the batch.
+             * Only after idling: commits that queued up while the last
+             * batch was on disk already make a batch, and waiting more
+             * would only add latency. */
             pthread_mutex_unlock(&sp->lock);
             usleep(sp->gather_us);
             pthread_mutex_lock(&sp->lock);

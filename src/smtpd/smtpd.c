@@ -36,6 +36,19 @@
 /* One server per process; sessions are found by id through it. */
 static struct smtpd *the_server;
 
+/* The registry key of a session id: its decimal digits. Sessions are
+ * looked up once or twice per event, so no printf here. */
+static const char *session_key(uint64_t id, char key[24])
+{
+    char *p = key + 23;
+    *p = '\0';
+    do {
+        *--p = (char)('0' + id % 10);
+        id /= 10;
+    } while (id);
+    return p;
+}
+
 struct smtpd_session *smtpd_find_session(struct smtpd *srv, uint64_t id)
 {
     char key[24];
@@ -43,15 +56,13 @@ struct smtpd_session *smtpd_find_session(struct smtpd *srv, uint64_t id)
         srv = the_server;
     if (srv == NULL)
         return NULL;
-    snprintf(key, sizeof(key), "%llu", (unsigned long long)id);
-    return dict_get(&srv->sessions, key);
+    return dict_get(&srv->sessions, session_key(id, key));
 }
 
 void smtpd_register_session(struct smtpd *srv, struct smtpd_session *s, uint64_t id)
 {
     char key[24];
-    snprintf(key, sizeof(key), "%llu", (unsigned long long)id);
-    dict_set(&srv->sessions, key, s);
+    dict_set(&srv->sessions, session_key(id, key), s);
     srv->nsessions++;
 }
 
@@ -68,12 +79,49 @@ static void per_ip_adjust(struct smtpd *srv, const char *ip, int delta)
 void smtpd_unregister_session(struct smtpd *srv, uint64_t id, const char *ip)
 {
     char key[24];
-    snprintf(key, sizeof(key), "%llu", (unsigned long long)id);
-    if (dict_del(&srv->sessions, key)) {
+    if (dict_del(&srv->sessions, session_key(id, key))) {
         srv->nsessions--;
         per_ip_adjust(srv, ip, -1);
     }
     smtpd_check_shutdown_done(srv);
+}
+
+void smtpd_queue_flush(struct smtpd *srv, uint64_t id)
+{
+    if (srv->nflush == srv->flush_cap) {
+        srv->flush_cap = srv->flush_cap ? srv->flush_cap * 2 : 64;
+        srv->flush_ids = xrealloc(srv->flush_ids, srv->flush_cap * sizeof(*srv->flush_ids));
+    }
+    srv->flush_ids[srv->nflush++] = id;
+}
+
+/* End of a loop pass: first the pass's log lines (one write), then the
+ * replies of every plaintext session that has some. So a log line is in
+ * the file before the reply it goes with leaves, and a busy server makes
+ * one log write per pass rather than one per line. */
+static void smtpd_end_of_pass(struct smtpd *srv)
+{
+    log_flush();
+    for (size_t i = 0; i < srv->nflush; i++) {   /* may grow meanwhile */
+        struct smtpd_session *s = smtpd_find_session(srv, srv->flush_ids[i]);
+        if (s)
+            smtpd_session_flush(s);
+    }
+    srv->nflush = 0;
+    log_flush();   /* disconnect lines of sessions closed just now */
+}
+
+/* The event loop, one pass at a time (see smtpd_end_of_pass). */
+static void smtpd_run(struct smtpd *srv)
+{
+    log_batch_begin();
+    for (;;) {
+        int rc = event_base_loop(srv->base, EVLOOP_ONCE);
+        smtpd_end_of_pass(srv);
+        if (rc != 0 || event_base_got_exit(srv->base) || event_base_got_break(srv->base))
+            break;
+    }
+    log_batch_end();
 }
 
 void smtpd_notify_queued(const char *qid, struct spool_envelope *env)
@@ -416,7 +464,7 @@ int smtpd_main(const char *config_path, bool daemonize)
             srv.cfg->path ? srv.cfg->path : "(built-in defaults)", srv.cfg->smtp_listen,
             spool_initial_count(srv.spool));
 
-    event_base_dispatch(srv.base);
+    smtpd_run(&srv);
 
     rc = srv.shutting_down ? 0 : 1;
     log_svc("master", "stopped");
@@ -444,6 +492,7 @@ cleanup:
         SSL_CTX_free(srv.tls_ctx);
     dict_free(&srv.sessions);
     dict_free(&srv.per_ip);
+    free(srv.flush_ids);
     event_base_free(srv.base);
     config_free(srv.cfg);
     free(srv.config_path);

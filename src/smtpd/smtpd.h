@@ -38,6 +38,9 @@ struct smtpd {
     char *config_path;
     struct dns *dns;             /* async resolver (NULL until needed) */
     struct greylist *greylist;   /* NULL unless greylist = yes */
+    /* sessions with replies to send at the end of this loop pass */
+    uint64_t *flush_ids;
+    size_t nflush, flush_cap;
 };
 
 /* Run `sluice serve`: returns the process exit code. */
@@ -61,5 +64,10 @@ void smtpd_session_start(struct smtpd *srv, int fd, const struct sockaddr *sa);
 void smtpd_session_abort(struct smtpd_session *s);
 /* Ask an idle session to say 421 and close (shutdown). */
 void smtpd_session_shutdown(struct smtpd_session *s);
+/* Send what a plaintext session queued during this loop pass (called by
+ * the loop between passes, after the pass's log lines are written). */
+void smtpd_session_flush(struct smtpd_session *s);
+/* smtpd.c: have smtpd_session_flush(id) called at the end of the pass. */
+void smtpd_queue_flush(struct smtpd *srv, uint64_t id);
 
 #endif

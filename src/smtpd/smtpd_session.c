@@ -1,10 +1,18 @@
 /*
  * smtpd_session.c - one inbound SMTP connection: the state machine.
  *
- * I/O is a libevent bufferevent (a bufferevent_openssl filter after
- * STARTTLS) that hands us "input available", "output drained", "timeout"
- * and "closed" events. Commands are dispatched through a table (name,
- * flags, handler); every state change goes through session_enter().
+ * I/O. Plaintext sessions use two raw events and two evbuffers: the read
+ * event stays registered while the session reads (including while its
+ * message is being committed), replies collect in `out` and are written
+ * once at the end of the loop pass, after the pass's log lines, and a
+ * write event is registered only when the socket would block. A
+ * bufferevent would register and unregister its write event for every
+ * reply and ask FIONREAD before every read: three system calls per
+ * command that this path does not make. After STARTTLS the session runs
+ * on an OpenSSL bufferevent. Both report "input available", "output
+ * drained", "timeout" and "closed" to the same handlers. Commands are
+ * dispatched through a table (name, flags, handler); every state change
+ * goes through session_enter().
  *
  * Lifetime: a session is freed only at a safe point (end of a libevent
  * callback), never from inside a handler; handlers set s->dead instead.
@@ -39,6 +47,8 @@
 #define CMD_READ_MAX (SMTP_CMD_LINE_MAX + SMTP_PARAMS_EXTRA)
 #define INPUT_HIGH_WATER (256 * 1024)
 #define DATA_FLUSH (64 * 1024)
+#define READ_CHUNK (16 * 1024)      /* one read(2) per readable event */
+#define CLOSE_WAIT_SECS 5           /* for a peer that does not read our 421 */
 
 enum session_state {
     SS_INIT,        /* connected, no HELO/EHLO yet */
@@ -63,8 +73,14 @@ static const char *const state_names[SS_COUNT] = {
 struct smtpd_session {
     uint64_t id;
     struct smtpd *srv;
-    struct bufferevent *bev;       /* socket, or OpenSSL socket after STARTTLS */
+    struct bufferevent *bev;       /* OpenSSL socket after STARTTLS, else NULL */
     int fd;                        /* owned by the session, not the bev */
+    /* plaintext I/O (bev == NULL): see the header comment */
+    struct evbuffer *in, *out;
+    struct event *rev, *wev;
+    struct timeval io_tv;          /* read/write timeout (common timeout) */
+    bool reading;                  /* rev is registered */
+    bool flush_queued;             /* on the server's end-of-pass list */
     SSL *ssl;
     enum session_state state;
     bool dead;                     /* free at the next safe point */
@@ -112,6 +128,103 @@ struct smtpd_session {
 
 static void session_process(struct smtpd_session *s);
 static void session_free(struct smtpd_session *s);
+static void session_start_tls(struct smtpd_session *s);
+static void session_io_event(struct smtpd_session *s, short what);
+
+/* ---------------------------------------------------------------------- */
+/* I/O: raw events (plaintext) or a bufferevent (TLS)                      */
+
+static struct evbuffer *sio_input(struct smtpd_session *s)
+{
+    return s->bev ? bufferevent_get_input(s->bev) : s->in;
+}
+
+/* Read only when the state machine wants input (and the buffer has room). */
+static void sio_read_resume(struct smtpd_session *s)
+{
+    if (s->bev) {
+        bufferevent_enable(s->bev, EV_READ);
+    } else if (!s->reading && s->rev &&
+               evbuffer_get_length(s->in) < INPUT_HIGH_WATER) {
+        event_add(s->rev, &s->io_tv);
+        s->reading = true;
+    }
+}
+
+/* After the state machine ran: read again if its state takes input. The
+ * read event may have been paused with a full input buffer (a client
+ * that sent a lot while its message was committed), which is now drained:
+ * nothing else would resume it. */
+static void sio_read_again(struct smtpd_session *s)
+{
+    if (s->dead || s->bev)
+        return;  /* a bufferevent resumes by itself below its watermark */
+    if (s->state == SS_GREYLIST || s->state == SS_TLS_START || s->state == SS_TLS ||
+        s->state == SS_CLOSING)
+        return;
+    sio_read_resume(s);
+}
+
+static void sio_read_pause(struct smtpd_session *s)
+{
+    if (s->bev) {
+        bufferevent_disable(s->bev, EV_READ);
+    } else if (s->reading) {
+        event_del(s->rev);
+        s->reading = false;
+    }
+}
+
+/* Queue output; plaintext leaves at the end of the loop pass. */
+static void sio_write(struct smtpd_session *s, const void *p, size_t n)
+{
+    if (s->bev) {
+        bufferevent_write(s->bev, p, n);
+        return;
+    }
+    if (s->out == NULL)
+        return;
+    evbuffer_add(s->out, p, n);
+    if (!s->flush_queued) {
+        s->flush_queued = true;
+        smtpd_queue_flush(s->srv, s->id);
+    }
+}
+
+/* All output has left: finish what waited for it. Frees s when closing. */
+static void session_drained(struct smtpd_session *s)
+{
+    if (s->state == SS_CLOSING)
+        session_free(s);
+    else if (s->state == SS_TLS_START)
+        session_start_tls(s);
+}
+
+/* Write what the socket takes; register the write event for the rest.
+ * May free s. */
+static void sio_send(struct smtpd_session *s)
+{
+    if (evbuffer_get_length(s->out) > 0) {
+        int n = evbuffer_write(s->out, s->fd);
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            session_io_event(s, BEV_EVENT_WRITING | BEV_EVENT_ERROR);
+            return;
+        }
+    }
+    if (evbuffer_get_length(s->out) > 0) {
+        event_add(s->wev, &s->io_tv);
+        return;
+    }
+    event_del(s->wev);
+    session_drained(s);
+}
+
+void smtpd_session_flush(struct smtpd_session *s)
+{
+    s->flush_queued = false;
+    if (s->bev == NULL && s->out != NULL)
+        sio_send(s);
+}
 
 /* ---------------------------------------------------------------------- */
 /* state and replies                                                       */
@@ -131,14 +244,14 @@ static const char *hostname(const struct smtpd_session *s)
 
 static void reply_raw(struct smtpd_session *s, const char *text, size_t n)
 {
-    if (s->bev && !s->dead)
-        bufferevent_write(s->bev, text, n);
+    if (!s->dead)
+        sio_write(s, text, n);
 }
 
 static void session_close_after_reply(struct smtpd_session *s)
 {
     session_enter(s, SS_CLOSING);
-    bufferevent_disable(s->bev, EV_READ);
+    sio_read_pause(s);
 }
 
 static void too_many_errors(struct smtpd_session *s)
@@ -233,17 +346,15 @@ static void cmd_ehlo_helo(struct smtpd_session *s, char *args, bool esmtp)
         reply(s, 250, "", "%s", hostname(s));
         return;
     }
-    struct evbuffer *out = evbuffer_new();
-    evbuffer_add_printf(out, "250-%s\r\n", hostname(s));
-    evbuffer_add_printf(out, "250-PIPELINING\r\n");
-    evbuffer_add_printf(out, "250-SIZE %llu\r\n",
-                        (unsigned long long)s->srv->cfg->message_size_limit);
-    if (s->srv->tls_ctx && !s->tls)
-        evbuffer_add_printf(out, "250-STARTTLS\r\n");
-    evbuffer_add_printf(out, "250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n"
-                        "250-DSN\r\n250-SMTPUTF8\r\n250 CHUNKING\r\n");
-    bufferevent_write_buffer(s->bev, out);
-    evbuffer_free(out);
+    char out[1024];
+    int n = snprintf(out, sizeof(out), "250-%s\r\n250-PIPELINING\r\n250-SIZE %llu\r\n"
+                     "%s250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n"
+                     "250-DSN\r\n250-SMTPUTF8\r\n250 CHUNKING\r\n", hostname(s),
+                     (unsigned long long)s->srv->cfg->message_size_limit,
+                     s->srv->tls_ctx && !s->tls ? "250-STARTTLS\r\n" : "");
+    if (n >= (int)sizeof(out))
+        n = (int)sizeof(out) - 1;   /* cannot happen: myhostname is bounded */
+    reply_raw(s, out, (size_t)n);
 }
 
 static void cmd_ehlo(struct smtpd_session *s, char *args) { cmd_ehlo_helo(s, args, true); }
@@ -344,7 +455,7 @@ static void rcpt_greylist(struct smtpd_session *s, const char *addr,
     s->gl_rp = *rp;
     s->gl_prev = s->state;
     session_enter(s, SS_GREYLIST);
-    bufferevent_disable(s->bev, EV_READ);
+    sio_read_pause(s);
     greylist_check(s->srv->greylist, &q, greylist_done, (void *)(uintptr_t)s->id);
 }
 
@@ -546,7 +657,7 @@ static void cmd_starttls(struct smtpd_session *s, char *args)
         reply(s, 501, "5.5.4", "Syntax: STARTTLS (no arguments)");
         return;
     }
-    struct evbuffer *in = bufferevent_get_input(s->bev);
+    struct evbuffer *in = sio_input(s);
     size_t junk = evbuffer_get_length(in);
     if (junk) {
         /* CVE-2011-0411: commands pipelined before the handshake must not
@@ -557,14 +668,29 @@ static void cmd_starttls(struct smtpd_session *s, char *args)
     }
     reply(s, 220, "2.0.0", "Ready to start TLS");
     /* Read nothing more in plaintext; the handshake starts once the 220
-     * has left (write_cb -> session_start_tls). */
-    bufferevent_disable(s->bev, EV_READ);
+     * has left (session_drained -> session_start_tls). */
+    sio_read_pause(s);
     session_enter(s, SS_TLS_START);
+}
+
+static void sio_free_raw(struct smtpd_session *s)
+{
+    if (s->rev)
+        event_free(s->rev);
+    if (s->wev)
+        event_free(s->wev);
+    if (s->in)
+        evbuffer_free(s->in);
+    if (s->out)
+        evbuffer_free(s->out);
+    s->rev = s->wev = NULL;
+    s->in = s->out = NULL;
+    s->reading = false;
 }
 
 static void session_start_tls(struct smtpd_session *s)
 {
-    bufferevent_free(s->bev);
+    sio_free_raw(s);
     s->ssl = SSL_new(s->srv->tls_ctx);
     s->bev = bufferevent_openssl_socket_new(s->srv->base, s->fd, s->ssl,
                                             BUFFEREVENT_SSL_ACCEPTING, 0);
@@ -646,7 +772,7 @@ static void session_command(struct smtpd_session *s, char *line, size_t len)
      * before the 354 or commands sent before the EHLO reply mean a client
      * that does not wait: the classic spam-bot and smuggling pattern. */
     if ((command_table[cmd.verb].flags & CMD_LAST) && s->state != SS_CLOSING &&
-        evbuffer_get_length(bufferevent_get_input(s->bev)) > 0 &&
+        evbuffer_get_length(sio_input(s)) > 0 &&
         (cmd.verb == SMTP_DATA ? s->state == SS_DATA : true)) {
         log_svc("smtpd", "improper command pipelining after %s from %s[%s]",
                 cmd.name, s->name, s->ip);
@@ -749,9 +875,12 @@ static void data_end(struct smtpd_session *s, const char *cmd)
     spool_commit(s->srv->spool, &s->writer, s->id, commit_done);
     s->writer_open = false;
     session_enter(s, SS_COMMIT);
-    /* Stop reading: replies must stay in order, and the idle timer must
-     * not fire while the disk works. */
-    bufferevent_disable(s->bev, EV_READ);
+    /* Input is not processed in COMMIT, so replies stay in order. A TLS
+     * session stops reading; a plaintext one keeps its read event (two
+     * epoll_ctl calls fewer per message), buffers what a pipelining
+     * client sends, and ignores its idle timer until the commit reports. */
+    if (s->bev)
+        sio_read_pause(s);
 }
 
 /* Feed DATA bytes through the decoder. Returns false to stop reading. */
@@ -865,7 +994,7 @@ static bool command_input(struct smtpd_session *s, struct evbuffer *in)
 static void session_process(struct smtpd_session *s)
 {
     while (!s->dead) {
-        struct evbuffer *in = bufferevent_get_input(s->bev);
+        struct evbuffer *in = sio_input(s);
         bool progressed;
         switch (s->state) {
         case SS_DATA:
@@ -929,8 +1058,9 @@ static void commit_done(uint64_t token, const char *qid, int err)
         reply(s, 452, "4.3.1", "Insufficient system storage");
     }
     if (s->state != SS_CLOSING)
-        bufferevent_enable(s->bev, EV_READ);
+        sio_read_resume(s);
     session_process(s);
+    sio_read_again(s);
     s->in_callback = false;
     if (s->dead)
         session_free(s);
@@ -970,8 +1100,9 @@ static void greylist_done(void *arg, const struct greylist_decision *d)
         s->gl_uncounted = false;
     }
     if (s->state != SS_CLOSING)
-        bufferevent_enable(s->bev, EV_READ);
+        sio_read_resume(s);
     session_process(s);
+    sio_read_again(s);
     s->in_callback = false;
     if (s->dead)
         session_free(s);
@@ -985,29 +1116,71 @@ static struct smtpd_session *session_from_arg(void *arg)
     return smtpd_find_session(NULL, (uint64_t)(uintptr_t)arg);
 }
 
-static void read_cb(struct bufferevent *bev, void *arg)
+static void session_input(struct smtpd_session *s)
 {
-    struct smtpd_session *s = session_from_arg(arg);
-    if (s == NULL)
-        return;
     s->in_callback = true;
     session_process(s);
+    sio_read_again(s);
     s->in_callback = false;
     if (s->dead)
         session_free(s);
 }
 
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+    struct smtpd_session *s = session_from_arg(arg);
+    if (s != NULL)
+        session_input(s);
+}
+
 static void write_cb(struct bufferevent *bev, void *arg)
+{
+    struct smtpd_session *s = session_from_arg(arg);
+    if (s != NULL && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        session_drained(s);
+}
+
+/* Plaintext: the socket is readable (or the idle timer fired). One
+ * read(2) into the input buffer; level-triggered epoll reports the rest. */
+static void sio_read_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct smtpd_session *s = session_from_arg(arg);
     if (s == NULL)
         return;
-    if (evbuffer_get_length(bufferevent_get_output(bev)) != 0)
+    if (what & EV_TIMEOUT) {
+        if (s->state != SS_COMMIT)   /* the disk, not the client, is slow */
+            session_io_event(s, BEV_EVENT_READING | BEV_EVENT_TIMEOUT);
         return;
-    if (s->state == SS_CLOSING)
-        session_free(s);
-    else if (s->state == SS_TLS_START)
-        session_start_tls(s);
+    }
+    struct evbuffer_iovec v;
+    if (evbuffer_reserve_space(s->in, READ_CHUNK, &v, 1) < 1) {
+        session_io_event(s, BEV_EVENT_READING | BEV_EVENT_ERROR);
+        return;
+    }
+    ssize_t n = read(fd, v.iov_base, v.iov_len);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    if (n <= 0) {
+        session_io_event(s, BEV_EVENT_READING | (n == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR));
+        return;
+    }
+    v.iov_len = (size_t)n;
+    evbuffer_commit_space(s->in, &v, 1);
+    if (evbuffer_get_length(s->in) >= INPUT_HIGH_WATER)
+        sio_read_pause(s);  /* resumed when the state machine reads again */
+    session_input(s);
+}
+
+/* Plaintext: the socket takes more output (or the write timed out). */
+static void sio_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct smtpd_session *s = session_from_arg(arg);
+    if (s == NULL)
+        return;
+    if (what & EV_TIMEOUT)
+        session_io_event(s, BEV_EVENT_WRITING | BEV_EVENT_TIMEOUT);
+    else
+        sio_send(s);
 }
 
 static void log_lost(struct smtpd_session *s, const char *why)
@@ -1018,11 +1191,9 @@ static void log_lost(struct smtpd_session *s, const char *why)
     log_svc("smtpd", "%s after %s from %s[%s]", why, after, s->name, s->ip);
 }
 
-static void event_cb(struct bufferevent *bev, short what, void *arg)
+/* Timeout, end of file or error, from either kind of I/O. May free s. */
+static void session_io_event(struct smtpd_session *s, short what)
 {
-    struct smtpd_session *s = session_from_arg(arg);
-    if (s == NULL)
-        return;
     if (what & BEV_EVENT_TIMEOUT) {
         if (s->state == SS_CLOSING) {
             session_free(s);
@@ -1032,8 +1203,11 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         reply(s, 421, "4.4.2", "%s Error: timeout exceeded", hostname(s));
         session_close_after_reply(s);
         /* bound the wait for a peer that does not read either */
-        struct timeval tv = {5, 0};
-        bufferevent_set_timeouts(s->bev, NULL, &tv);
+        struct timeval tv = {CLOSE_WAIT_SECS, 0};
+        if (s->bev)
+            bufferevent_set_timeouts(s->bev, NULL, &tv);
+        else
+            s->io_tv = tv;
         return;
     }
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
@@ -1042,10 +1216,22 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         if (s->state == SS_COMMIT || s->state == SS_GREYLIST) {
             /* keep the session until the commit reports; just mark it */
             s->dead = true;
+            /* nothing more will come or go: no events while we wait (a
+             * broken socket would report itself again and again) */
+            sio_read_pause(s);
+            if (s->wev)
+                event_del(s->wev);
             return;
         }
         session_free(s);
     }
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct smtpd_session *s = session_from_arg(arg);
+    if (s != NULL)
+        session_io_event(s, what);
 }
 
 static void tls_event_cb(struct bufferevent *bev, short what, void *arg)
@@ -1133,6 +1319,7 @@ static void session_free(struct smtpd_session *s)
     buf_free(&s->hdr_scan);
     if (s->bev)
         bufferevent_free(s->bev);
+    sio_free_raw(s);
     if (s->ssl)
         SSL_free(s->ssl);
     if (s->fd >= 0)
@@ -1179,13 +1366,18 @@ void smtpd_session_start(struct smtpd *srv, int fd, const struct sockaddr *sa)
     buf_init(&s->data_out, DATA_FLUSH * 4);
     buf_init(&s->hdr_scan, 16384);
     s->fd = fd;
-    s->bev = bufferevent_socket_new(srv->base, fd, 0);
     smtpd_register_session(srv, s, s->id);
     void *arg = (void *)(uintptr_t)s->id;
-    bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, arg);
-    bufferevent_setwatermark(s->bev, EV_READ, 0, INPUT_HIGH_WATER);
+    s->in = evbuffer_new();
+    s->out = evbuffer_new();
+    s->rev = event_new(srv->base, fd, EV_READ | EV_PERSIST, sio_read_cb, arg);
+    s->wev = event_new(srv->base, fd, EV_WRITE | EV_PERSIST, sio_write_cb, arg);
+    if (s->in == NULL || s->out == NULL || s->rev == NULL || s->wev == NULL)
+        log_fatal("out of memory for a session's events");
     struct timeval tv = {(time_t)srv->cfg->smtpd_timeout, 0};
-    bufferevent_set_timeouts(s->bev, &tv, &tv);
+    /* one shared timeout queue: re-arming a timer is O(1) */
+    const struct timeval *ct = event_base_init_common_timeout(srv->base, &tv);
+    s->io_tv = ct ? *ct : tv;
     log_svc("smtpd", "connect from %s[%s]", s->name, s->ip);
 
     uintptr_t count = (uintptr_t)dict_get(&srv->per_ip, s->ip);
@@ -1201,5 +1393,6 @@ void smtpd_session_start(struct smtpd *srv, int fd, const struct sockaddr *sa)
         reply(s, 220, "", "%s", srv->cfg->smtpd_banner);
     /* the greeting is not an error reply */
     s->errors = 0;
-    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+    if (s->state != SS_CLOSING)
+        sio_read_resume(s);
 }

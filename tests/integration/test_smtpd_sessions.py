@@ -9,6 +9,9 @@
 * 500 concurrent sessions from 20 source addresses (25 each, under the
   per-IP limit), all connected before any sends: every one gets 250 and
   a complete queue file, and the server stays healthy.
+* A client that sends 600 KiB while its message is being committed (more
+  than the 256 KiB a session buffers) is served on: 250, then the rest is
+  read once the commit reports.
 """
 import os
 import re
@@ -105,6 +108,23 @@ class IdleTimeout(SluiceCase):
         for _ in range(4):
             time.sleep(1.0)
             self.assertReply(c.cmd("NOOP"), 250, "2.0.0")
+
+
+class InputDuringCommit(SluiceCase):
+    # the sync thread waits 0.1 s before each batch: the flood arrives
+    # while the message is in COMMIT, where input is buffered, not parsed
+    conf = {"spool_sync_delay_us": "100000"}
+
+    def test_flood_while_committing(self):
+        c = self.session(source=source_ip())
+        self.assertReply(c.cmd("MAIL FROM:<s@test.example>"), 250, "2.1.0")
+        self.assertReply(c.cmd("RCPT TO:<u@localhost>"), 250, "2.1.5")
+        self.assertEqual(c.cmd("DATA")[0], 354)
+        junk = b"X" * (600 * 1024)   # one over-long command line
+        c.send(b"Subject: flood\r\n\r\nbody\r\n.\r\n" + junk + b"\r\nNOOP\r\n")
+        self.assertReply(c.reply(), 250, "2.0.0")
+        self.assertReply(c.reply(), 500, "5.5.2")
+        self.assertReply(c.reply(), 250, "2.0.0")
 
 
 class FiveHundredSessions(SluiceCase):
