@@ -33,7 +33,6 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
-#include <event2/thread.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -507,7 +506,9 @@ int policy_main(const char *config_path, const char *listen)
         return 1;
     }
     signal(SIGPIPE, SIG_IGN);
-    evthread_use_pthreads();
+    /* no evthread_use_pthreads(): only the loop thread touches libevent
+     * (the LMDB writer and libunbound's thread talk through queues and
+     * fds), so its locks would be pure cost */
     srv.base = event_base_new();
     dict_init(&srv.conns, NULL);
     int rc = 1;
