@@ -3,12 +3,16 @@
  *
  * Lines are assembled in a bounded stack buffer and written with a single
  * write(2) so concurrent writers (the spool thread) never interleave.
+ * A server may hold its thread's text lines (log_hold) and write them with
+ * one write(2) per event-loop pass (log_flush).
  */
 #include "lib/log.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +30,11 @@ static char log_host[256];
 static const char *log_service = "main";
 static char log_ident[64];
 static long log_pid;          /* cached: one getpid() per process, not per line */
+/* Held text lines of one thread (log_hold); only that thread touches them. */
+static char log_held[64 * 1024];
+static size_t log_held_len;
+static bool log_holding;
+static pthread_t log_holder;
 
 static const char *level_prefix[] = {
     [LOG_LVL_INFO] = "",
@@ -42,6 +51,7 @@ static const char *level_name[] = {
 
 int log_open(enum log_dest dest, const char *path)
 {
+    log_flush();   /* held lines belong to the old destination */
     if (log_fd > 2)
         close(log_fd);
     log_fd = 2;
@@ -70,6 +80,7 @@ int log_open_json(const char *path)
 
 void log_close(void)
 {
+    log_flush();
     if (log_fd > 2)
         close(log_fd);
     log_fd = 2;
@@ -104,6 +115,41 @@ static void write_all(int fd, const char *p, size_t n)
         p += w;
         n -= (size_t)w;
     }
+}
+
+void log_hold(void)
+{
+    log_holder = pthread_self();
+    log_holding = true;
+}
+
+/* Only the holding thread flushes: the buffer is its own. */
+void log_flush(void)
+{
+    if (!log_holding || !pthread_equal(pthread_self(), log_holder) || log_held_len == 0)
+        return;
+    write_all(log_fd, log_held, log_held_len);
+    log_held_len = 0;
+}
+
+/* A text line: held when this is the holding thread, else written now.
+ * Fatal and panic lines are never held (the process is about to end). */
+static void log_put_text(enum log_level lvl, const char *line, size_t n)
+{
+    if (!log_holding || !pthread_equal(pthread_self(), log_holder) ||
+        lvl >= LOG_LVL_FATAL) {
+        log_flush();   /* the holder's earlier lines first */
+        write_all(log_fd, line, n);
+        return;
+    }
+    if (log_held_len + n > sizeof(log_held))
+        log_flush();
+    if (n > sizeof(log_held)) {
+        write_all(log_fd, line, n);
+        return;
+    }
+    memcpy(log_held + log_held_len, line, n);
+    log_held_len += n;
 }
 
 /* Append s to dst as JSON string contents, escaping as needed. */
@@ -197,7 +243,7 @@ static void log_vevent(enum log_level lvl, const char *service,
             n = (int)sizeof(line) - 1;
             line[n - 1] = '\n';
         }
-        write_all(log_fd, line, (size_t)n);
+        log_put_text(lvl, line, (size_t)n);
     }
     if (log_json_fd >= 0)
         log_write_json(lvl, service, kv, nkv, msg);

@@ -33,6 +33,12 @@ void log_close(void);
 void log_set_hostname(const char *name);
 /* Forget the cached pid (call in a child after fork). */
 void log_reset_pid(void);
+/* Hold the text lines of the calling thread until log_flush() (or until
+ * 64 KB wait), so an event loop writes the lines of one pass with one
+ * write(2). Lines of other threads, fatal and panic lines are written at
+ * once. Call before starting other threads. log_close() flushes. */
+void log_hold(void);
+void log_flush(void);
 /* Service name used by the short helpers below ("smtpd", "qmgr", ...). */
 void log_set_service(const char *service);
 
