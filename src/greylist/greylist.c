@@ -5,8 +5,11 @@
  * A request lives in a map by id from greylist_check() until its callback
  * has run. Pool and store callbacks carry the id and look the request up,
  * so an answer that arrives after a timeout or cancel finds nothing and is
- * dropped. Every request has a timer: it bounds the decision
- * (greylist_timeout) and delivers the result on a later loop turn.
+ * dropped. Decisions are delivered from a queue drained by one event, after
+ * the callback that made them (so never inside greylist_check()) but in the
+ * same loop pass. Most decisions (a cached pool, LMDB) are made inside
+ * greylist_check(); only one that waits for DNS or Redis gets a timer, which
+ * bounds it (greylist_timeout).
  */
 #include "greylist/greylist.h"
 #include "greylist/normalize.h"
@@ -52,6 +55,8 @@ struct greylist {
     struct gl_settings set;
     struct dict reqs;             /* id -> struct gl_req * */
     uint64_t next_id;
+    struct event *done_ev;        /* drains the queue of made decisions */
+    struct gl_req *done_head, *done_tail;
     bool closing;
 };
 
@@ -60,7 +65,8 @@ struct gl_req {
     struct greylist *gl;
     greylist_cb cb;
     void *arg;
-    struct event *timer;
+    struct event *timer;          /* greylist_timeout; NULL until waiting */
+    struct gl_req *done_next;     /* in the delivery queue once done */
     bool done;
     uint64_t pool_op;
     struct netaddr addr;
@@ -72,6 +78,8 @@ struct gl_req {
     char nsender[NORM_ADDR_MAX];  /* normalised */
     char sdomain[NORM_ADDR_MAX];
     char rcpt[NORM_ADDR_MAX];
+    char kt[TRIPLET_KEY_LEN + 1]; /* store keys: triplet, auto-allow */
+    char ka[TRIPLET_KEY_LEN + 1];
     struct greylist_decision d;
 };
 
@@ -187,6 +195,8 @@ static bool gl_allow_addr(const struct dict *d, const char *addr)
 /* ---------------------------------------------------------------------- */
 /* life cycle                                                              */
 
+static void gl_done_cb(evutil_socket_t fd, short what, void *arg);
+
 struct greylist *greylist_new_with_store(const struct config *cfg, struct event_base *base,
                                          const struct dns_iface *dns, struct store *st,
                                          char *err, size_t errlen)
@@ -204,6 +214,7 @@ struct greylist *greylist_new_with_store(const struct config *cfg, struct event_
     gl->pool = pool_ctx_new(&gl->dns, gl->set.v4prefix, gl->set.v6prefix,
                             cfg->myhostname, GL_POOL_CACHE_SECONDS);
     dict_init(&gl->reqs, NULL);
+    gl->done_ev = event_new(base, -1, 0, gl_done_cb, gl);
     return gl;
 }
 
@@ -220,7 +231,8 @@ static void gl_req_free(struct gl_req *r)
 {
     if (r->pool_op)
         pool_cancel(r->gl->pool, r->pool_op);
-    event_free(r->timer);
+    if (r->timer)
+        event_free(r->timer);
     free(r);
 }
 
@@ -236,6 +248,8 @@ void greylist_free(struct greylist *gl)
     while (dict_next(&gl->reqs, &pos, &key, &val))
         gl_req_free(val);
     dict_free(&gl->reqs);
+    if (gl->done_ev)
+        event_free(gl->done_ev);
     pool_ctx_free(gl->pool);
     gl_allow_free(&gl->set.allow);
     free(gl);
@@ -304,15 +318,41 @@ static void gl_log(struct gl_req *r, bool warn, const char *why)
               d->delayed, d->retry_in, extra);
 }
 
-/* The decision is made: deliver it on a later loop turn. */
+/* The decision is made: queue it for delivery after the current callback,
+ * in this loop pass (no extra poll). */
 static void gl_complete(struct gl_req *r, enum greylist_action a, const char *reason)
 {
+    struct greylist *gl = r->gl;
     r->d.action = a;
     r->d.reason = reason;
     r->done = true;
-    /* run in this loop pass, after the current callback (no extra poll) */
-    evtimer_del(r->timer);
-    event_active(r->timer, EV_TIMEOUT, 0);
+    if (r->timer)
+        evtimer_del(r->timer);
+    r->done_next = NULL;
+    if (gl->done_tail)
+        gl->done_tail->done_next = r;
+    else
+        gl->done_head = r;
+    gl->done_tail = r;
+    if (gl->done_ev)
+        event_active(gl->done_ev, EV_TIMEOUT, 0);
+}
+
+/* Take r out of the delivery queue (a cancel of a made decision). */
+static void gl_unqueue(struct greylist *gl, struct gl_req *r)
+{
+    struct gl_req *prev = NULL;
+    for (struct gl_req *p = gl->done_head; p; prev = p, p = p->done_next) {
+        if (p != r)
+            continue;
+        if (prev)
+            prev->done_next = r->done_next;
+        else
+            gl->done_head = r->done_next;
+        if (gl->done_tail == r)
+            gl->done_tail = prev;
+        return;
+    }
 }
 
 /* DNS or the store failed: greylist_failure decides. */
@@ -328,15 +368,26 @@ static void gl_fail(struct gl_req *r, const char *why)
 static void gl_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct gl_req *r = arg;
-    if (!r->done) {
-        gl_fail(r, "decision timed out");
-        return;   /* delivered on the next turn */
+    if (!r->done)
+        gl_fail(r, "decision timed out");   /* queued for delivery */
+}
+
+/* Deliver the made decisions. Callbacks may start (and, from the cache,
+ * make) new ones: those join the queue and run in this pass too. */
+static void gl_done_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct greylist *gl = arg;
+    struct gl_req *r;
+    while ((r = gl->done_head) != NULL) {
+        gl->done_head = r->done_next;
+        if (gl->done_head == NULL)
+            gl->done_tail = NULL;
+        char key[24];
+        gl_key(r->id, key);
+        dict_del(&gl->reqs, key);
+        r->cb(r->arg, &r->d);
+        gl_req_free(r);
     }
-    char key[24];
-    gl_key(r->id, key);
-    dict_del(&r->gl->reqs, key);
-    r->cb(r->arg, &r->d);
-    gl_req_free(r);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -377,16 +428,14 @@ static void gl_store_done(void *arg, enum store_status st, char *const *vals, si
     struct triplet_verdict v;
     triplet_decide(&r->gl->set.tp, &t, have_t, &aa, have_aa, r->d.pool_kind,
                    triplet_ip_hash(r->ip), (uint64_t)time(NULL), &v);
-    char key[TRIPLET_KEY_LEN + 1], val[2048];
+    char val[2048];
     if (v.write_t) {
-        triplet_key(r->d.pool, r->nsender, r->rcpt, key);
         triplet_format(&t, val, sizeof(val));
-        store_put(r->gl->store, key, val, r->gl->set.max_age);
+        store_put(r->gl->store, r->kt, val, r->gl->set.max_age);
     }
     if (v.write_aa) {
-        triplet_aa_key(r->d.pool, r->sdomain, key);
         triplet_aa_format(&aa, val, sizeof(val));
-        store_put(r->gl->store, key, val, r->gl->set.max_age);
+        store_put(r->gl->store, r->ka, val, r->gl->set.max_age);
     }
     r->d.delayed = v.delayed;
     r->d.retry_in = v.retry_in;
@@ -419,10 +468,9 @@ static void gl_pool_done(void *arg, const struct pool_id *p)
         gl_complete(r, GREYLIST_ACCEPT, "allow-pool");
         return;
     }
-    char kt[TRIPLET_KEY_LEN + 1], ka[TRIPLET_KEY_LEN + 1];
-    triplet_key(p->key, r->nsender, r->rcpt, kt);
-    triplet_aa_key(p->key, r->sdomain, ka);
-    const char *keys[2] = {kt, ka};
+    triplet_key(p->key, r->nsender, r->rcpt, r->kt);
+    triplet_aa_key(p->key, r->sdomain, r->ka);
+    const char *keys[2] = {r->kt, r->ka};
     struct gl_op *op = xmalloc(sizeof(*op));
     op->gl = gl;
     op->id = r->id;
@@ -464,7 +512,6 @@ static struct gl_req *gl_req_new(struct greylist *gl, const struct greylist_requ
     str_lower(r->rcpt);
     norm_sender(r->sender, r->nsender, sizeof(r->nsender));
     norm_domain_of(r->nsender, r->sdomain, sizeof(r->sdomain));
-    r->timer = evtimer_new(gl->base, gl_timer_cb, r);
     char key[24];
     gl_key(r->id, key);
     dict_set(&gl->reqs, key, r);
@@ -484,10 +531,17 @@ uint64_t greylist_check(struct greylist *gl, const struct greylist_request *q,
         gl_complete(r, GREYLIST_ACCEPT, bypass);
         return id;
     }
-    struct timeval tv = {(time_t)gl->set.timeout, 0};
-    evtimer_add(r->timer, &tv);
-    /* the last action: a cached pool answers at once */
-    r->pool_op = pool_derive(gl->pool, &r->addr, r->sender, r->helo, gl_pool_done, r);
+    /* a cached pool answers at once, and LMDB too: then the decision is
+     * already queued, and r stays valid until the queue is drained */
+    uint64_t op = pool_derive(gl->pool, &r->addr, r->sender, r->helo, gl_pool_done, r);
+    if (!r->done)
+        r->pool_op = op;   /* 0: the cache answered */
+    if (!r->done) {
+        /* waiting for DNS or Redis: bound the wait */
+        struct timeval tv = {(time_t)gl->set.timeout, 0};
+        r->timer = evtimer_new(gl->base, gl_timer_cb, r);
+        evtimer_add(r->timer, &tv);
+    }
     return id;
 }
 
@@ -499,5 +553,7 @@ void greylist_cancel(struct greylist *gl, uint64_t id)
     char key[24];
     gl_key(id, key);
     dict_del(&gl->reqs, key);
+    if (r->done)
+        gl_unqueue(gl, r);
     gl_req_free(r);
 }

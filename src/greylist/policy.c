@@ -4,8 +4,10 @@
  * replacement for postgrey on 127.0.0.1:10023.
  *
  * Connections are persistent and carry many requests, one at a time: a
- * complete request stops reading until its answer is written, so answers
- * stay in order. Answers:
+ * complete request stops parsing until its answer is given, so answers
+ * stay in order. The loop runs one pass at a time; after each pass the
+ * pass's log lines are written (one write) and then each connection's
+ * answers sent (one send each). Answers:
  *   action=DEFER_IF_PERMIT Greylisted, retry in N seconds
  *   action=PREPEND X-Greylist: delayed N seconds by sluice at HOST; DATE
  *   action=DUNNO
@@ -20,6 +22,7 @@
 #include "greylist/policy.h"
 #include "greylist/greylist.h"
 #include "greylist/policy_attr.h"
+#include "lib/buf.h"
 #include "lib/config.h"
 #include "lib/dict.h"
 #include "lib/dns.h"
@@ -29,12 +32,10 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
-#include <event2/thread.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,15 +43,21 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sched.h>
+#include <time.h>
 #include <unistd.h>
 
 #define POLICY_IDLE_TIMEOUT 600    /* seconds without a request */
 #define POLICY_WRITE_TIMEOUT 30    /* a client that does not read */
 #define POLICY_OUT_MAX (64 * 1024) /* answers held for a slow reader */
 #define POLICY_IN_MAX (256 * 1024) /* requests queued by a pipelining client */
+#define POLICY_IN_CHUNK 4096       /* least room offered to one read */
 #define POLICY_PENDING_MAX 20000   /* decisions in flight, all connections */
+#define POLICY_POLL_START_US 10    /* first poll window once polling pays */
 
 enum pconn_state { PC_READ, PC_WAIT, PC_CLOSING };
+
+struct pconn;
 
 struct pserver {
     struct event_base *base;
@@ -60,22 +67,37 @@ struct pserver {
     struct greylist *gl;
     struct dict conns;             /* id -> struct pconn * */
     uint64_t next_id;
+    struct pconn *flush_head;      /* connections with answers to send */
+    unsigned long nreads;          /* reads so far: polling saw activity */
+    uint64_t poll_us;              /* current poll window (adaptive) */
+    bool stopping;                 /* SIGTERM/SIGINT seen */
     struct evconnlistener **listeners;
     size_t nlisteners;
     char **unix_paths;
     size_t nunix;
 };
 
+/* A connection reads into its own buffer and parses lines in place (no
+ * bufferevent: it asked the kernel for the readable size before every
+ * read, one more system call per request). Answers collect in `out` and
+ * are sent at the end of the loop pass, after the pass's log lines. */
 struct pconn {
     uint64_t id;
     struct pserver *srv;
-    struct bufferevent *bev;
+    int fd;
+    struct event *rev;             /* readable; idle timeout */
+    struct event *wev;             /* writable, armed only with a backlog */
+    char *in;                      /* unparsed input: in[in_off..in_len) */
+    size_t in_len, in_off, in_cap;
+    struct buf out;
     enum pconn_state state;
     struct policy_req req;
     bool discarding;               /* inside an over-long line */
-    bool read_paused;              /* reading stopped: answers not read */
+    bool read_paused;              /* reading stopped (input full, answers unread) */
     bool in_callback;
     bool dead;
+    bool flush_queued;
+    struct pconn *flush_next;
     unsigned long nrequests;
 };
 
@@ -90,7 +112,7 @@ static void pconn_process(struct pconn *c);
 
 static void pconn_key(uint64_t id, char key[24])
 {
-    snprintf(key, 24, "%llu", (unsigned long long)id);
+    snprintf(key, 24, "%llx", (unsigned long long)id);
 }
 
 static struct pconn *pconn_find(struct pserver *srv, uint64_t id)
@@ -100,38 +122,122 @@ static struct pconn *pconn_find(struct pserver *srv, uint64_t id)
     return dict_get(&srv->conns, key);
 }
 
+static void pconn_unqueue(struct pconn *c)
+{
+    struct pconn **pp = &c->srv->flush_head;
+    while (*pp && *pp != c)
+        pp = &(*pp)->flush_next;
+    if (*pp)
+        *pp = c->flush_next;
+    c->flush_queued = false;
+}
+
+static void pconn_destroy(struct pconn *c)
+{
+    event_free(c->rev);
+    event_free(c->wev);
+    close(c->fd);
+    free(c->in);
+    buf_free(&c->out);
+    free(c);
+}
+
 static void pconn_free(struct pconn *c)
 {
     if (c->in_callback) {
         c->dead = true;
         return;
     }
+    if (c->flush_queued)
+        pconn_unqueue(c);
     char key[24];
     pconn_key(c->id, key);
     dict_del(&c->srv->conns, key);
-    bufferevent_free(c->bev);
-    free(c);
+    pconn_destroy(c);
 }
 
-/* Answer one request. When nothing is queued before it, the answer is
- * sent at once (no write event to arm and disarm: two epoll_ctl calls and
- * a loop turn saved per request); what the socket does not take is queued. */
+/* Stop or resume reading; `paused` records why reading is off. */
+static void pconn_reading(struct pconn *c, bool on)
+{
+    if (on && c->read_paused) {
+        struct timeval rt = {POLICY_IDLE_TIMEOUT, 0};
+        event_add(c->rev, &rt);
+    } else if (!on && !c->read_paused) {
+        event_del(c->rev);
+    }
+    c->read_paused = !on;
+}
+
+/* Send what is queued: false when the connection failed (and is freed or
+ * marked dead). What the socket does not take waits for a write event. */
+static bool pconn_send(struct pconn *c)
+{
+    while (c->out.len > 0) {
+        ssize_t n = send(c->fd, c->out.data, c->out.len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n > 0) {
+            buf_consume(&c->out, (size_t)n);
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (!event_pending(c->wev, EV_WRITE, NULL)) {
+                struct timeval wt = {POLICY_WRITE_TIMEOUT, 0};
+                event_add(c->wev, &wt);
+            }
+            return true;
+        }
+        c->state = PC_CLOSING;   /* the client is gone */
+        pconn_free(c);
+        return false;
+    }
+    if (event_pending(c->wev, EV_WRITE, NULL))
+        event_del(c->wev);
+    return true;
+}
+
+/* End of a loop pass: the pass's log lines first (an answer is never
+ * seen before its log line is written), then every connection's answers,
+ * one send each. */
+static void policy_flush(struct pserver *srv)
+{
+    log_flush();
+    while (srv->flush_head) {
+        struct pconn *c = srv->flush_head;
+        srv->flush_head = c->flush_next;
+        c->flush_queued = false;
+        if (!pconn_send(c) || c->out.len > POLICY_OUT_MAX / 2 || !c->read_paused ||
+            c->state != PC_READ)
+            continue;
+        /* answers drained: requests held back can be taken again */
+        c->in_callback = true;
+        pconn_process(c);
+        c->in_callback = false;
+        if (c->dead) {
+            c->dead = false;
+            pconn_free(c);
+        }
+    }
+}
+
+/* Answer one request: queued, sent at the end of the pass. */
 static void pconn_reply(struct pconn *c, const char *action)
 {
-    struct evbuffer *out = bufferevent_get_output(c->bev);
-    char line[700];
-    int n = snprintf(line, sizeof(line), "action=%s\n\n", action);
-    if (n < 0 || n >= (int)sizeof(line))
-        n = snprintf(line, sizeof(line), "action=DUNNO\n\n");
-    ssize_t sent = 0;
-    if (evbuffer_get_length(out) == 0) {
-        sent = send(bufferevent_getfd(c->bev), line, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (sent < 0)
-            sent = 0;   /* EAGAIN or an error: the bufferevent will tell */
+    if (buf_puts(&c->out, "action=") < 0 || buf_puts(&c->out, action) < 0 ||
+        buf_puts(&c->out, "\n\n") < 0) {
+        /* cannot happen: reading stops at POLICY_OUT_MAX, an answer is
+         * short; keep the stream well-formed anyway */
+        log_svc_warn("greylist", "policy answer buffer full; closing the connection");
+        c->state = PC_CLOSING;
+        pconn_free(c);
+        return;
     }
-    if (sent < n)
-        evbuffer_add(out, line + sent, (size_t)(n - sent));
     c->nrequests++;
+    if (!c->flush_queued) {
+        c->flush_queued = true;
+        c->flush_next = c->srv->flush_head;
+        c->srv->flush_head = c;
+    }
 }
 
 static void pconn_decided(void *arg, const struct greylist_decision *d);
@@ -178,7 +284,7 @@ static void pconn_request(struct pconn *c)
         .authenticated = r->sasl_username[0] != '\0',
     };
     /* no more requests are taken until this one is answered; the input
-     * buffer's high-water mark bounds what a pipelining client can queue */
+     * buffer's limit bounds what a pipelining client can queue */
     c->state = PC_WAIT;
     greylist_check(c->srv->gl, &q, pconn_decided, (void *)(uintptr_t)c->id);
 }
@@ -202,10 +308,10 @@ static void pconn_decided(void *arg, const struct greylist_decision *d)
         snprintf(action, sizeof(action), "PREPEND %s", hdr);
     } else
         str_copy(action, "DUNNO", sizeof(action));
-    pconn_reply(c, action);
-    c->state = PC_READ;
-    policy_req_init(&c->req);
     c->in_callback = true;
+    pconn_reply(c, action);
+    c->state = c->dead ? PC_CLOSING : PC_READ;
+    policy_req_init(&c->req);
     pconn_process(c);
     c->in_callback = false;
     if (c->dead) {
@@ -215,29 +321,26 @@ static void pconn_decided(void *arg, const struct greylist_decision *d)
 }
 
 /* Take one line from the input; false when none is complete yet. */
-static bool pconn_line(struct pconn *c, struct evbuffer *in)
+static bool pconn_line(struct pconn *c)
 {
-    size_t eol_len = 0;
-    struct evbuffer_ptr pos = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
-    if (pos.pos < 0) {
-        size_t have = evbuffer_get_length(in);
+    const char *p = c->in + c->in_off;
+    size_t have = c->in_len - c->in_off;
+    const char *eol = memchr(p, '\n', have);
+    if (eol == NULL) {
         if (have > POLICY_LINE_MAX) {
-            evbuffer_drain(in, have);
+            c->in_off = c->in_len;   /* drop it; the rest of the line too */
             c->discarding = true;
         }
         return false;
     }
-    size_t len = (size_t)pos.pos;
+    size_t len = (size_t)(eol - p);
+    c->in_off += len + 1;
     if (c->discarding || len > POLICY_LINE_MAX) {
-        evbuffer_drain(in, len + eol_len);
         c->discarding = false;
         policy_req_oversize(&c->req);
         return true;
     }
-    char line[POLICY_LINE_MAX + 2];
-    evbuffer_remove(in, line, len + eol_len);
-    line[len] = '\0';
-    switch (policy_req_feed(&c->req, line, len)) {
+    switch (policy_req_feed(&c->req, p, len)) {
     case POLICY_MORE:
         return true;
     case POLICY_END:
@@ -255,26 +358,66 @@ static bool pconn_line(struct pconn *c, struct evbuffer *in)
 
 static void pconn_process(struct pconn *c)
 {
-    struct evbuffer *out = bufferevent_get_output(c->bev);
     while (!c->dead && c->state == PC_READ) {
-        if (evbuffer_get_length(out) > POLICY_OUT_MAX) {
+        if (c->out.len > POLICY_OUT_MAX) {
             /* the client does not read its answers: wait for the drain */
-            bufferevent_disable(c->bev, EV_READ);
-            c->read_paused = true;
+            pconn_reading(c, false);
             return;
         }
-        if (!pconn_line(c, bufferevent_get_input(c->bev)))
+        if (!pconn_line(c))
             break;
     }
-    if (!c->dead && c->state == PC_READ && c->read_paused) {
-        c->read_paused = false;
-        bufferevent_enable(c->bev, EV_READ);
-    }
+    if (c->dead)
+        return;
+    if (c->in_off == c->in_len)
+        c->in_off = c->in_len = 0;
+    /* read again unless a full input buffer still waits for answers */
+    pconn_reading(c, c->in_len - c->in_off < POLICY_IN_MAX);
 }
 
-static void pconn_read_cb(struct bufferevent *bev, void *arg)
+/* Make room for one read; false when POLICY_IN_MAX bytes already wait. */
+static bool pconn_room(struct pconn *c)
+{
+    if (c->in_off > 0 && c->in_cap - c->in_len < POLICY_IN_CHUNK) {
+        memmove(c->in, c->in + c->in_off, c->in_len - c->in_off);
+        c->in_len -= c->in_off;
+        c->in_off = 0;
+    }
+    if (c->in_cap - c->in_len >= POLICY_IN_CHUNK)
+        return true;
+    if (c->in_len >= POLICY_IN_MAX)
+        return false;
+    size_t cap = c->in_cap ? c->in_cap * 2 : 2 * POLICY_IN_CHUNK;
+    if (cap > POLICY_IN_MAX + POLICY_IN_CHUNK)
+        cap = POLICY_IN_MAX + POLICY_IN_CHUNK;
+    c->in = xrealloc(c->in, cap);
+    c->in_cap = cap;
+    return true;
+}
+
+static void pconn_read_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct pconn *c = arg;
+    if (what & EV_TIMEOUT) {
+        log_svc("greylist", "policy client timed out after %lu request(s)", c->nrequests);
+        pconn_free(c);   /* in PC_WAIT the engine's answer finds nothing */
+        return;
+    }
+    if (!pconn_room(c)) {
+        pconn_reading(c, false);
+        return;
+    }
+    ssize_t n = recv(fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    if (n <= 0) {
+        pconn_free(c);   /* closed or reset */
+        return;
+    }
+    c->in_len += (size_t)n;
+    c->srv->nreads++;
+    if (c->state != PC_READ)
+        return;   /* parsed once the pending answer is given */
     c->in_callback = true;
     pconn_process(c);
     c->in_callback = false;
@@ -284,21 +427,24 @@ static void pconn_read_cb(struct bufferevent *bev, void *arg)
     }
 }
 
-static void pconn_write_cb(struct bufferevent *bev, void *arg)
+static void pconn_write_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct pconn *c = arg;
-    if (c->state == PC_READ && c->read_paused)
-        pconn_read_cb(bev, arg);   /* output drained: read again */
-}
-
-static void pconn_event_cb(struct bufferevent *bev, short what, void *arg)
-{
-    struct pconn *c = arg;
-    if (what & BEV_EVENT_TIMEOUT)
+    if (what & EV_TIMEOUT) {
         log_svc("greylist", "policy client timed out after %lu request(s)", c->nrequests);
-    /* In PC_WAIT the engine's answer finds no connection by id and is
-     * dropped; nothing else refers to it. */
-    pconn_free(c);
+        pconn_free(c);
+        return;
+    }
+    if (!pconn_send(c) || c->out.len > POLICY_OUT_MAX / 2 || !c->read_paused ||
+        c->state != PC_READ)
+        return;
+    c->in_callback = true;   /* output drained: take requests again */
+    pconn_process(c);
+    c->in_callback = false;
+    if (c->dead) {
+        c->dead = false;
+        pconn_free(c);
+    }
 }
 
 static void policy_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
@@ -308,17 +454,21 @@ static void policy_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
     struct pconn *c = xcalloc(1, sizeof(*c));
     c->id = ++srv->next_id;
     c->srv = srv;
-    c->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    c->fd = fd;
+    /* the listener made fd non-blocking (accept4) */
+    if (sa->sa_family != AF_UNIX) {
+        int one = 1;   /* answers are small and must leave at once */
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    buf_init(&c->out, POLICY_OUT_MAX + 1024);
     policy_req_init(&c->req);
+    c->rev = event_new(srv->base, fd, EV_READ | EV_PERSIST, pconn_read_cb, c);
+    c->wev = event_new(srv->base, fd, EV_WRITE | EV_PERSIST, pconn_write_cb, c);
     char key[24];
     pconn_key(c->id, key);
     dict_set(&srv->conns, key, c);
-    bufferevent_setcb(c->bev, pconn_read_cb, pconn_write_cb, pconn_event_cb, c);
-    struct timeval rt = {POLICY_IDLE_TIMEOUT, 0}, wt = {POLICY_WRITE_TIMEOUT, 0};
-    bufferevent_set_timeouts(c->bev, &rt, &wt);
-    bufferevent_setwatermark(c->bev, EV_WRITE, POLICY_OUT_MAX / 2, 0);
-    bufferevent_setwatermark(c->bev, EV_READ, 0, POLICY_IN_MAX);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    c->read_paused = true;
+    pconn_reading(c, true);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -432,7 +582,71 @@ static void policy_signal_cb(evutil_socket_t sig, short what, void *arg)
         return;
     }
     log_svc("greylist", "terminating on signal %d", (int)sig);
-    event_base_loopexit(srv->base, NULL);
+    srv->stopping = true;
+    event_base_loopbreak(srv->base);
+}
+
+/* ---------------------------------------------------------------------- */
+/* the loop                                                                */
+
+static uint64_t policy_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* Poll for the next request for up to srv->poll_us before sleeping: true
+ * when something happened. A client on another CPU answers an answer
+ * within tens of microseconds, but waking a sleeping event loop costs more
+ * than that on virtual machines (measured here: a TCP echo round trip
+ * takes 85 us when the server sleeps in epoll_wait, 25 us when it polls).
+ * sched_yield() lets a runnable client on this CPU go first. */
+static bool policy_poll(struct pserver *srv)
+{
+    if (srv->poll_us == 0)
+        return false;
+    unsigned long reads = srv->nreads;
+    uint64_t end = policy_now_us() + srv->poll_us;
+    do {
+        if (event_base_loop(srv->base, EVLOOP_NONBLOCK) != 0)
+            return false;
+        if (srv->nreads != reads || srv->flush_head || srv->stopping)
+            return true;
+        sched_yield();
+    } while (policy_now_us() < end);
+    return false;
+}
+
+/* Sleep until something happens, and adapt the poll window as the
+ * kernel's halt-polling does: a sleep that a longer poll would have
+ * avoided (shorter than policy_poll_us) doubles it, a longer one halves
+ * it, so sparse traffic keeps it at 0 and an idle server never spins. */
+static int policy_wait(struct pserver *srv)
+{
+    uint64_t max = srv->cfg->policy_poll_us, t0 = max ? policy_now_us() : 0;
+    int rc = event_base_loop(srv->base, EVLOOP_ONCE);
+    if (max && policy_now_us() - t0 <= max)
+        srv->poll_us = srv->poll_us ? srv->poll_us * 2 : POLICY_POLL_START_US;
+    else
+        srv->poll_us /= 2;
+    if (srv->poll_us > max)
+        srv->poll_us = max;
+    return rc;
+}
+
+/* One pass at a time: after each, the pass's log lines and answers leave
+ * (policy_flush); then poll briefly, then sleep. */
+static void policy_run(struct pserver *srv)
+{
+    while (!srv->stopping) {
+        policy_flush(srv);
+        if (policy_poll(srv))
+            continue;
+        if (srv->stopping || policy_wait(srv) != 0)
+            break;
+    }
+    policy_flush(srv);
 }
 
 static int policy_open_logs(const struct config *cfg)
@@ -469,9 +683,7 @@ static void policy_cleanup(struct pserver *srv)
     const char *key;
     void *val;
     while (dict_next(&srv->conns, &pos, &key, &val)) {
-        struct pconn *c = val;
-        bufferevent_free(c->bev);
-        free(c);
+        pconn_destroy(val);
     }
     dict_free(&srv->conns);
     greylist_free(srv->gl);
@@ -507,10 +719,13 @@ int policy_main(const char *config_path, const char *listen)
         return 1;
     }
     signal(SIGPIPE, SIG_IGN);
-    evthread_use_pthreads();
+    /* no evthread_use_pthreads(): only the loop thread touches libevent
+     * (the LMDB writer and libunbound's thread talk through queues and
+     * fds), so its locks would be pure cost */
     srv.base = event_base_new();
     dict_init(&srv.conns, NULL);
     int rc = 1;
+    log_batch_begin();   /* this thread's lines: one write per loop pass */
     if (policy_start(&srv, listen, err, sizeof(err)) < 0) {
         fprintf(stderr, "sluice: fatal: %s\n", err);
         if (srv.cfg->maillog_file[0])
@@ -526,7 +741,7 @@ int policy_main(const char *config_path, const char *listen)
         log_svc("greylist", "policy service started -- version %s, listening on %s, "
                 "store %s", SLUICE_VERSION, listen ? listen : srv.cfg->policy_listen,
                 srv.cfg->greylist_store);
-        event_base_dispatch(srv.base);
+        policy_run(&srv);
         for (int i = 0; i < 3; i++)
             event_free(sigs[i]);
         policy_server = NULL;
@@ -534,6 +749,7 @@ int policy_main(const char *config_path, const char *listen)
     }
     policy_cleanup(&srv);
     event_base_free(srv.base);
+    log_batch_end();
     log_close();
     return rc;
 }

@@ -344,6 +344,22 @@ static void pool_spf_done(void *arg, const struct spf_outcome *o)
 uint64_t pool_derive(struct pool_ctx *c, const struct netaddr *ip, const char *sender,
                      const char *helo, pool_cb cb, void *arg)
 {
+    char domain[SPF_DOMAIN_MAX + 2], cache_key[SPF_DOMAIN_MAX + 80], ipbuf[64];
+    if (sender && *sender)
+        norm_domain_of(sender, domain, sizeof(domain));
+    else
+        str_copy(domain, helo ? helo : "", sizeof(domain));
+    str_lower(domain);
+    netaddr_str(ip, ipbuf, sizeof(ipbuf));
+    snprintf(cache_key, sizeof(cache_key), "%s|%s%s", ipbuf, domain,
+             sender && *sender ? "" : "|helo");
+    const struct pool_id *hit = pool_cache_get(c, cache_key);
+    if (hit) {
+        /* a cached answer: called back at once (callers make this call
+         * their last action); nothing to cancel */
+        cb(arg, hit);
+        return 0;
+    }
     struct pool_deriv *d = xcalloc(1, sizeof(*d));
     d->id = ++c->next_id;
     d->ctx = c;
@@ -351,28 +367,12 @@ uint64_t pool_derive(struct pool_ctx *c, const struct netaddr *ip, const char *s
     d->cb = cb;
     d->arg = arg;
     d->res.spf = SPF_NONE;
-    if (sender && *sender)
-        norm_domain_of(sender, d->domain, sizeof(d->domain));
-    else
-        str_copy(d->domain, helo ? helo : "", sizeof(d->domain));
-    str_lower(d->domain);
-    char ipbuf[64];
-    netaddr_str(ip, ipbuf, sizeof(ipbuf));
-    snprintf(d->cache_key, sizeof(d->cache_key), "%s|%s%s", ipbuf, d->domain,
-             sender && *sender ? "" : "|helo");
+    memcpy(d->domain, domain, sizeof(d->domain));
+    memcpy(d->cache_key, cache_key, sizeof(d->cache_key));
     char key[24];
     pool_key(d->id, key);
     dict_set(&c->derivs, key, d);
     uint64_t id = d->id;
-    const struct pool_id *hit = pool_cache_get(c, d->cache_key);
-    if (hit) {
-        /* a cached answer: called back at once (callers make this call
-         * their last action) */
-        dict_del(&c->derivs, key);
-        d->cb(d->arg, hit);
-        free(d);
-        return id;
-    }
     if (!spf_domain_ok(d->domain)) {
         pool_start_ptr(d);
         return id;

@@ -51,7 +51,9 @@ void pool_ctx_free(struct pool_ctx *c);
 void pool_set_prefixes(struct pool_ctx *c, unsigned v4prefix, unsigned v6prefix);
 /* Derive the pool. The callback runs exactly once unless cancelled: later,
  * or at once from inside this call when the answer is cached, so make the
- * call the last thing you do with your own state. sender: "" for <>. */
+ * call the last thing you do with your own state. sender: "" for <>.
+ * Returns the id to cancel with, or 0 when the cache answered (the callback
+ * has run). */
 uint64_t pool_derive(struct pool_ctx *c, const struct netaddr *ip, const char *sender,
                      const char *helo, pool_cb cb, void *arg);
 void pool_cancel(struct pool_ctx *c, uint64_t id);

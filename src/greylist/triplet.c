@@ -5,13 +5,33 @@
 #include "greylist/triplet.h"
 #include "lib/strutil.h"
 
+#include <openssl/evp.h>
 #include <openssl/sha.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* ---------------------------------------------------------------------- */
 /* keys                                                                    */
+
+/* SHA-256 fetched once: SHA256() looks the algorithm up in the provider
+ * tables (under a lock) on every call, which cost more than the hash. */
+static EVP_MD *triplet_sha256;
+static pthread_once_t triplet_sha256_once = PTHREAD_ONCE_INIT;
+
+static void triplet_sha256_fetch(void)
+{
+    triplet_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+static void triplet_sha256_digest(const void *in, size_t len,
+                                  unsigned char md[SHA256_DIGEST_LENGTH])
+{
+    pthread_once(&triplet_sha256_once, triplet_sha256_fetch);
+    if (triplet_sha256 == NULL || !EVP_Digest(in, len, md, NULL, triplet_sha256, NULL))
+        SHA256(in, len, md);   /* the slow path; same digest */
+}
 
 static void triplet_hash_key(const char *tag, const char *const *parts, size_t n,
                              char out[TRIPLET_KEY_LEN + 1])
@@ -27,7 +47,7 @@ static void triplet_hash_key(const char *tag, const char *const *parts, size_t n
         memcpy(in + len, parts[i], k);
         len += k;
     }
-    SHA256((const unsigned char *)in, len, md);
+    triplet_sha256_digest(in, len, md);
     size_t o = (size_t)snprintf(out, TRIPLET_KEY_LEN + 1, "gl:%s:", tag);
     for (size_t i = 0; i < 16 && o + 2 <= TRIPLET_KEY_LEN; i++) {
         out[o++] = hex[md[i] >> 4];

@@ -94,6 +94,7 @@ static const struct cfg_def cfg_defs[] = {
     {"greylist_allow_recipients", CFG_LIST, "", F(greylist_allow_recipients), NULL},
     {"greylist_allow_pools", CFG_LIST, "", F(greylist_allow_pools), NULL},
     {"policy_listen", CFG_LIST, "127.0.0.1:10023", F(policy_listen), NULL},
+    {"policy_poll_us", CFG_INT, "200", F(policy_poll_us), NULL},
 };
 
 #define CFG_NKEYS (sizeof(cfg_defs) / sizeof(cfg_defs[0]))

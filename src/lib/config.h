@@ -93,6 +93,7 @@ struct config {
     char *greylist_allow_recipients;
     char *greylist_allow_pools;
     char *policy_listen;
+    uint64_t policy_poll_us;
 
     /* --- derived at load time --- */
     struct netlist mynetworks_list;
