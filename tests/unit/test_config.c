@@ -47,6 +47,34 @@ static void test_defaults(void **state)
     config_free(c);
 }
 
+/* Every key appears once in the table: a second row for the same name
+ * silently overrode the first (spool_sync_delay_us once had two). */
+static void test_keys_unique(void **state)
+{
+    char err[512], *text = NULL;
+    size_t len = 0;
+    struct config *c = config_load(NULL, err, sizeof(err));
+    assert_non_null(c);
+    FILE *out = open_memstream(&text, &len);
+    assert_non_null(out);
+    config_print(c, out, false, false);
+    fclose(out);
+    char seen[200][64];
+    size_t nseen = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        char key[64];
+        assert_int_equal(sscanf(line, "%63s", key), 1);
+        for (size_t i = 0; i < nseen; i++)
+            if (strcmp(seen[i], key) == 0)
+                fail_msg("configuration key %s is defined twice", key);
+        assert_true(nseen < 200);
+        str_copy(seen[nseen++], key, sizeof(seen[0]));
+    }
+    assert_true(nseen > 40);
+    free(text);
+    config_free(c);
+}
+
 static void test_file_values(void **state)
 {
     char err[512];
@@ -139,6 +167,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_keys_unique),
         cmocka_unit_test(test_file_values),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_table),
