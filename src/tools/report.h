@@ -61,6 +61,7 @@ struct rp_hdr {
     char *msg;         /* text after "prog[pid]: " */
     bool exim_native;  /* an Exim main-log line (no syslog header) */
     rpp_fn fn;         /* the Postfix parser of svc, when rp_detect() knew it */
+    bool svc_sendmail; /* svc is "sendmail" (set with fn) */
 };
 
 /* Split a (mutable, NUL-terminated) line into its header. Returns 0, or -1
