@@ -427,21 +427,24 @@ struct rp_msg {
 };
 
 struct rp_ctx {
+    /* Two threads write their own parts (report_input.c): what one writes
+     * per line or event starts on a cache line of its own, so the other
+     * thread's reads (c->o on every line) do not miss on it. */
     struct rp_opts *o;
-    struct rp_stats st;      /* journeys (and, after rps_merge, everything) */
-    struct rp_stats lst;     /* line-level events: input, TLS, rejects, ... */
-    struct dict by_msgid;    /* message-id -> qid (open messages) */
+    _Alignas(64) struct rp_stats st;   /* journeys (and, after rps_merge, everything) */
+    _Alignas(64) struct rp_stats lst;  /* line-level events: input, TLS, rejects, ... */
+    _Alignas(64) struct dict by_msgid; /* message-id -> qid (open messages) */
     bool msgid_index;        /* by_msgid is maintained (a filter was seen) */
     struct dict trace_ids;   /* ids that belong to the traced message */
     struct rp_msg **traced;  /* finished journeys of --trace */
     size_t ntraced, traced_cap;
-    struct rp_year year;
+    _Alignas(64) struct rp_year year;
     FILE *unparsed;
     const char *cur_line;    /* raw line (trace mode) */
-    size_t open_peak;
+    _Alignas(64) size_t open_peak;     /* written by the journey thread */
     _Atomic size_t open_now; /* for the progress line (another thread) */
     /* journey thread: */
-    struct rph open;         /* queue id -> rp_msg */
+    _Alignas(64) struct rph open;      /* queue id -> rp_msg */
     uint64_t msg_seq;
     struct rp_msg *spare[64];/* freed messages, reused with their arrays */
     size_t nspare;
