@@ -123,6 +123,11 @@ struct rp_ev {
     int nrcpt;
     bool has_size, has_delay, outbound, forwarded;
     bool sendmail;          /* svc is "sendmail" (set by rp_parse_line) */
+    /* set by rpj_ahead() a few events early (0 in pf: not computed): the
+     * hashes of the queue id, relay and first recipient it looks up */
+    uint8_t pf;
+    uint32_t qid_len, relay_len, rcpt_len;
+    uint64_t qid_h, relay_h, rcpt_h;
     char ip[64];            /* client (or relay) address, extracted */
     char host[256];         /* client (or relay) name, extracted */
     char fbuf[320], tbuf[320], word[48], link[32];   /* parser scratch */
@@ -460,6 +465,11 @@ struct rp_ctx {
 void rpj_init(struct rp_ctx *c);
 /* A journey event (rp_parse_line said so): joins, closes, accounts. */
 void rpj_event(struct rp_ctx *c, struct rp_ev *e);
+/* Look-ahead over a batch: rpj_ahead() hashes the names a later event
+ * looks up and prefetches their table slots; rpj_ahead2(), some events
+ * later, prefetches the records those slots point to. */
+void rpj_ahead(struct rp_ctx *c, struct rp_ev *e);
+void rpj_ahead2(struct rp_ctx *c, const struct rp_ev *e);
 /* A line-level event (TLS, reject, warning, ...) into c->lst. */
 void rpj_line_event(struct rp_ctx *c, struct rp_ev *e);
 /* End of input: account the messages still open. */
