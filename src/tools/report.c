@@ -37,6 +37,7 @@ struct detect_slot {
     size_t len;
     enum rp_fmt fmt;
     rpp_fn fn;             /* the Postfix parser of the name's daemon */
+    bool svc_sendmail;     /* its last component is "sendmail" */
 };
 
 /* rp_detect(), and the Postfix parser for the daemon (h->fn) from the
@@ -48,8 +49,10 @@ static enum rp_fmt detect(struct rp_hdr *h)
         return RP_FMT_EXIM;
     const char *p = h->prog;
     size_t n = h->prog_len;
-    if (n == 0 || n >= sizeof(cache[0].name))
+    if (n == 0 || n >= sizeof(cache[0].name)) {
+        h->svc_sendmail = strcmp(h->svc, "sendmail") == 0;
         return detect_prog(h);
+    }
     struct detect_slot *s =
         &cache[(n * 31 + (unsigned char)p[n - 1] * 7 + (unsigned char)p[n / 2]) %
                DETECT_SLOTS];
@@ -58,10 +61,12 @@ static enum rp_fmt detect(struct rp_hdr *h)
     if (s->len != n || !rp_eq(s->name, p, n)) {
         s->fmt = detect_prog(h);
         s->fn = s->fmt == RP_FMT_POSTFIX ? rpp_handler(h->svc) : NULL;
+        s->svc_sendmail = strcmp(h->svc, "sendmail") == 0;
         memcpy(s->name, p, n + 1);
         s->len = n;
     }
     h->fn = s->fn;
+    h->svc_sendmail = s->svc_sendmail;
     return s->fmt;
 }
 
@@ -154,8 +159,10 @@ bool rp_parse_line(struct rp_ctx *c, char *line, size_t len, struct rp_ev *e)
     bool journey = journey_bound(e);
     if (e->kind == EV_REJECT || !journey)
         rpj_line_event(c, e);
-    /* read here, where the line is in this core's cache */
-    e->sendmail = e->svc && strcmp(e->svc, "sendmail") == 0;
+    /* the daemon name's flag comes from the detect cache: a strcmp of the
+     * line's bytes here loads across the NUL the header scan just stored */
+    e->sendmail = e->svc == h.svc ? h.svc_sendmail
+                                  : e->svc && strcmp(e->svc, "sendmail") == 0;
     return journey;
 }
 

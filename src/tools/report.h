@@ -61,6 +61,7 @@ struct rp_hdr {
     char *msg;         /* text after "prog[pid]: " */
     bool exim_native;  /* an Exim main-log line (no syslog header) */
     rpp_fn fn;         /* the Postfix parser of svc, when rp_detect() knew it */
+    bool svc_sendmail; /* svc is "sendmail" (set with fn) */
 };
 
 /* Split a (mutable, NUL-terminated) line into its header. Returns 0, or -1
@@ -122,6 +123,11 @@ struct rp_ev {
     int nrcpt;
     bool has_size, has_delay, outbound, forwarded;
     bool sendmail;          /* svc is "sendmail" (set by rp_parse_line) */
+    /* set by rpj_ahead() a few events early (0 in pf: not computed): the
+     * hashes of the queue id, relay and first recipient it looks up */
+    uint8_t pf;
+    uint32_t qid_len, relay_len, rcpt_len;
+    uint64_t qid_h, relay_h, rcpt_h;
     char ip[64];            /* client (or relay) address, extracted */
     char host[256];         /* client (or relay) name, extracted */
     char fbuf[320], tbuf[320], word[48], link[32];   /* parser scratch */
@@ -426,21 +432,24 @@ struct rp_msg {
 };
 
 struct rp_ctx {
+    /* Two threads write their own parts (report_input.c): what one writes
+     * per line or event starts on a cache line of its own, so the other
+     * thread's reads (c->o on every line) do not miss on it. */
     struct rp_opts *o;
-    struct rp_stats st;      /* journeys (and, after rps_merge, everything) */
-    struct rp_stats lst;     /* line-level events: input, TLS, rejects, ... */
-    struct dict by_msgid;    /* message-id -> qid (open messages) */
+    _Alignas(64) struct rp_stats st;   /* journeys (and, after rps_merge, everything) */
+    _Alignas(64) struct rp_stats lst;  /* line-level events: input, TLS, rejects, ... */
+    _Alignas(64) struct dict by_msgid; /* message-id -> qid (open messages) */
     bool msgid_index;        /* by_msgid is maintained (a filter was seen) */
     struct dict trace_ids;   /* ids that belong to the traced message */
     struct rp_msg **traced;  /* finished journeys of --trace */
     size_t ntraced, traced_cap;
-    struct rp_year year;
+    _Alignas(64) struct rp_year year;
     FILE *unparsed;
     const char *cur_line;    /* raw line (trace mode) */
-    size_t open_peak;
+    _Alignas(64) size_t open_peak;     /* written by the journey thread */
     _Atomic size_t open_now; /* for the progress line (another thread) */
     /* journey thread: */
-    struct rph open;         /* queue id -> rp_msg */
+    _Alignas(64) struct rph open;      /* queue id -> rp_msg */
     uint64_t msg_seq;
     struct rp_msg *spare[64];/* freed messages, reused with their arrays */
     size_t nspare;
@@ -456,6 +465,11 @@ struct rp_ctx {
 void rpj_init(struct rp_ctx *c);
 /* A journey event (rp_parse_line said so): joins, closes, accounts. */
 void rpj_event(struct rp_ctx *c, struct rp_ev *e);
+/* Look-ahead over a batch: rpj_ahead() hashes the names a later event
+ * looks up and prefetches their table slots; rpj_ahead2(), some events
+ * later, prefetches the records those slots point to. */
+void rpj_ahead(struct rp_ctx *c, struct rp_ev *e);
+void rpj_ahead2(struct rp_ctx *c, const struct rp_ev *e);
 /* A line-level event (TLS, reject, warning, ...) into c->lst. */
 void rpj_line_event(struct rp_ctx *c, struct rp_ev *e);
 /* End of input: account the messages still open. */

@@ -224,10 +224,26 @@ static void give(struct rpi_pipe *p, struct rpi_queue *q, struct rpi_batch *b)
     pthread_mutex_unlock(&p->mu);
 }
 
+/* The journeys' table lookups wait on memory: hash the names RPI_AHEAD
+ * events early and prefetch their slots, then RPI_AHEAD2 events early the
+ * records the slots point to. */
+#define RPI_AHEAD 8
+#define RPI_AHEAD2 4
+
 static void run_batch(struct rp_ctx *c, struct rpi_batch *b)
 {
-    for (size_t i = 0; i < b->nev; i++)
+    size_t n = b->nev;
+    for (size_t i = 0; i < n && i < RPI_AHEAD; i++)
+        rpj_ahead(c, &b->ev[i]);
+    for (size_t i = 0; i < n && i < RPI_AHEAD2; i++)
+        rpj_ahead2(c, &b->ev[i]);
+    for (size_t i = 0; i < n; i++) {
+        if (i + RPI_AHEAD < n)
+            rpj_ahead(c, &b->ev[i + RPI_AHEAD]);
+        if (i + RPI_AHEAD2 < n)
+            rpj_ahead2(c, &b->ev[i + RPI_AHEAD2]);
         rpj_event(c, &b->ev[i]);
+    }
     atomic_store_explicit(&c->open_now, c->open.n, memory_order_relaxed);
 }
 

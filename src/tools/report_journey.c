@@ -22,6 +22,8 @@
 
 #define RPJ_MAX_ATTEMPTS 4096    /* per message; more are counted only */
 #define RPJ_TRACE_MAX (1u << 20) /* raw lines kept per traced message */
+#define RPJ_RCPT_MAX 320         /* one recipient of a delivery line, with NUL */
+enum { RPJ_PF_QID = 1, RPJ_PF_RELAY = 2, RPJ_PF_RCPT = 4 };
 
 static void close_msg(struct rp_ctx *c, struct rp_msg *m);
 static bool trace_on(const struct rp_ctx *c);
@@ -54,11 +56,10 @@ static void intern_key(struct rp_ctx *c, struct rph_head *k, const char *key, si
 
 static bool is_loopback(const char *ip, const char *host);
 
-static struct rp_relay *intern_relay(struct rp_ctx *c, const char *relay)
+static struct rp_relay *intern_relay_h(struct rp_ctx *c, const char *relay, size_t len,
+                                       uint64_t h)
 {
-    size_t len = strlen(relay);
-    uint64_t h;
-    struct rp_relay *r = (struct rp_relay *)intern_get(&c->relays, relay, len, &h);
+    struct rp_relay *r = (struct rp_relay *)rph_get(&c->relays, relay, len, h);
     if (r)
         return r;
     r = rpa_alloc(&c->arena, sizeof(*r));
@@ -72,6 +73,12 @@ static struct rp_relay *intern_relay(struct rp_ctx *c, const char *relay)
     r->loopback = is_loopback(ip, host);
     rph_put(&c->relays, h, &r->k);
     return r;
+}
+
+static struct rp_relay *intern_relay(struct rp_ctx *c, const char *relay)
+{
+    size_t len = strlen(relay);
+    return intern_relay_h(c, relay, len, rph_hash(relay, len));
 }
 
 static struct rp_domrec *intern_dom(struct rp_ctx *c, const char *dom)
@@ -91,11 +98,10 @@ static struct rp_domrec *intern_dom(struct rp_ctx *c, const char *dom)
     return d;
 }
 
-static struct rp_rcpt *intern_rcpt(struct rp_ctx *c, const char *addr)
+static struct rp_rcpt *intern_rcpt(struct rp_ctx *c, const char *addr, size_t len,
+                                   uint64_t h)
 {
-    size_t len = strlen(addr);
-    uint64_t h;
-    struct rp_rcpt *r = (struct rp_rcpt *)intern_get(&c->rcpt_t, addr, len, &h);
+    struct rp_rcpt *r = (struct rp_rcpt *)rph_get(&c->rcpt_t, addr, len, h);
     if (r)
         return r;
     r = rpa_alloc(&c->arena, sizeof(*r));
@@ -289,10 +295,19 @@ static void trace_link(struct rp_ctx *c, const char *qid)
         dict_set(&c->trace_ids, qid, (void *)1);
 }
 
-static struct rp_msg *get_msg(struct rp_ctx *c, const char *qid, int64_t ts)
+static struct rp_msg *get_msg(struct rp_ctx *c, const struct rp_ev *e)
 {
-    size_t n = strlen(qid);
-    uint64_t h = rph_hash(qid, n);
+    const char *qid = e->qid;
+    int64_t ts = e->ts;
+    size_t n;
+    uint64_t h;
+    if (e->pf & RPJ_PF_QID) {
+        n = e->qid_len;
+        h = e->qid_h;
+    } else {
+        n = strlen(qid);
+        h = rph_hash(qid, n);
+    }
     struct rp_msg *m = (struct rp_msg *)rph_get(&c->open, qid, n, h);
     if (m)
         return m;
@@ -403,9 +418,10 @@ static void on_arrival(struct rp_ctx *c, struct rp_msg *m, const struct rp_ev *e
 
 /* ---- deliveries ------------------------------------------------------- */
 
-static uint32_t rcpt_index(struct rp_ctx *c, struct rp_msg *m, const char *addr)
+static uint32_t rcpt_index(struct rp_ctx *c, struct rp_msg *m, const char *addr,
+                           size_t len, uint64_t h)
 {
-    struct rp_rcpt *r = intern_rcpt(c, addr);
+    struct rp_rcpt *r = intern_rcpt(c, addr, len, h);
     for (size_t i = 0; i < m->nrcpts; i++)
         if (m->rcpts[i] == r)
             return (uint32_t)i;
@@ -442,8 +458,8 @@ static bool is_handoff(struct rp_ctx *c, struct rp_msg *m, const struct rp_ev *e
 }
 
 static void add_attempt(struct rp_ctx *c, struct rp_msg *m, const struct rp_ev *e,
-                        struct rp_relay *rl, const char *addr, enum reply_class cls,
-                        bool handoff)
+                        struct rp_relay *rl, const char *addr, size_t len, uint64_t h,
+                        enum reply_class cls, bool handoff)
 {
     if (m->natt >= RPJ_MAX_ATTEMPTS)
         return;
@@ -451,7 +467,7 @@ static void add_attempt(struct rp_ctx *c, struct rp_msg *m, const struct rp_ev *
     struct rp_attempt *a = &m->att[m->natt++];
     memset(a, 0, sizeof(*a));
     a->ts = e->ts;
-    a->rcpt = rcpt_index(c, m, addr);
+    a->rcpt = rcpt_index(c, m, addr, len, h);
     a->status = (uint8_t)e->status;
     a->forwarded = e->forwarded;
     a->size_known = m->has_size;
@@ -475,15 +491,20 @@ static void add_attempt(struct rp_ctx *c, struct rp_msg *m, const struct rp_ev *
 static void on_delivery(struct rp_ctx *c, struct rp_msg *m, const struct rp_ev *e,
                         enum rp_fmt fmt)
 {
-    struct rp_relay *rl = e->relay ? intern_relay(c, e->relay) : NULL;
+    struct rp_relay *rl = NULL;
+    if (e->pf & RPJ_PF_RELAY)
+        rl = intern_relay_h(c, e->relay, e->relay_len, e->relay_h);
+    else if (e->relay)
+        rl = intern_relay(c, e->relay);
     enum reply_class cls = attempt_class(e, rl);
     bool handoff = is_handoff(c, m, e, rl);
     if (e->link_qid && m->traced)
         trace_link(c, e->link_qid);
     /* Sendmail lists several recipients in one line: "<a>,<b>" */
     const char *p = e->addr;
+    bool first = true;
     do {
-        char one[320];
+        char one[RPJ_RCPT_MAX];
         size_t n = strcspn(p, ",");
         if (n >= sizeof(one))
             n = sizeof(one) - 1;
@@ -493,14 +514,84 @@ static void on_delivery(struct rp_ctx *c, struct rp_msg *m, const struct rp_ev *
         if (*a == '<') {
             a++;
             a[strcspn(a, ">")] = '\0';
+            n = strlen(a);
         }
-        add_attempt(c, m, e, rl, a, cls, handoff);
+        /* rpj_ahead() hashed the first one when it is the whole of one */
+        uint64_t h = first && (e->pf & RPJ_PF_RCPT) ? e->rcpt_h : rph_hash(a, n);
+        first = false;
+        add_attempt(c, m, e, rl, a, n, h, cls, handoff);
         p += strcspn(p, ",");
         if (*p == ',')
             p++;
     } while (*p && fmt == RP_FMT_SENDMAIL);
     if (fmt == RP_FMT_SENDMAIL && m->nrcpt > 0 && m->finals >= (uint32_t)m->nrcpt)
         m->removed = true;
+}
+
+/* ---- look-ahead ------------------------------------------------------- */
+
+static void pf_slot(const struct rph *t, uint64_t h)
+{
+    if (t->cap)
+        __builtin_prefetch(&t->v[h & (t->cap - 1)]);
+}
+
+static void pf_rec(const struct rph *t, uint64_t h)
+{
+    if (t->cap == 0)
+        return;
+    const struct rph_slot *s = &t->v[h & (t->cap - 1)];
+    if (s->rec) {
+        /* the record and its key (interned keys follow their record,
+         * a message's queue id is in its first lines) */
+        __builtin_prefetch(s->rec);
+        __builtin_prefetch((const char *)s->rec + 64);
+    }
+}
+
+static bool qid_event(enum rp_ev_kind k);
+
+void rpj_ahead(struct rp_ctx *c, struct rp_ev *e)
+{
+    if (e->kind == EV_REJECT || e->kind == EV_TLS_OK || e->kind == EV_TLS_FAIL ||
+        !qid_event(e->kind) || e->qid == NULL)
+        return;
+    size_t n = strlen(e->qid);
+    e->qid_len = (uint32_t)n;
+    e->qid_h = rph_hash(e->qid, n);
+    e->pf = RPJ_PF_QID;
+    pf_slot(&c->open, e->qid_h);
+    if (e->kind != EV_DELIVERY)
+        return;
+    if (e->relay) {
+        n = strlen(e->relay);
+        e->relay_len = (uint32_t)n;
+        e->relay_h = rph_hash(e->relay, n);
+        e->pf |= RPJ_PF_RELAY;
+        pf_slot(&c->relays, e->relay_h);
+    }
+    /* the first recipient as on_delivery() cuts it, when that is a plain
+     * prefix of the address */
+    const char *a = e->addr;
+    if (a && a[0] != '<') {
+        n = strcspn(a, ",");
+        if (n >= RPJ_RCPT_MAX)
+            n = RPJ_RCPT_MAX - 1;
+        e->rcpt_len = (uint32_t)n;
+        e->rcpt_h = rph_hash(a, n);
+        e->pf |= RPJ_PF_RCPT;
+        pf_slot(&c->rcpt_t, e->rcpt_h);
+    }
+}
+
+void rpj_ahead2(struct rp_ctx *c, const struct rp_ev *e)
+{
+    if (e->pf & RPJ_PF_QID)
+        pf_rec(&c->open, e->qid_h);
+    if (e->pf & RPJ_PF_RELAY)
+        pf_rec(&c->relays, e->relay_h);
+    if (e->pf & RPJ_PF_RCPT)
+        pf_rec(&c->rcpt_t, e->rcpt_h);
 }
 
 /* ---- dispatch --------------------------------------------------------- */
@@ -621,7 +712,7 @@ void rpj_event(struct rp_ctx *c, struct rp_ev *e)
     if (!qid_event(e->kind) || e->qid == NULL ||
         (e->qid[0] == 'N' && strcmp(e->qid, "NOQUEUE") == 0))
         return;
-    struct rp_msg *m = get_msg(c, e->qid, e->ts);
+    struct rp_msg *m = get_msg(c, e);
     m->last_ts = e->ts;
     if (trace_on(c) && c->cur_line) {
         buf_puts(&m->lines, c->cur_line);
