@@ -401,9 +401,11 @@ static void spool_sync_batch(struct spool *sp, struct spool_job *batch)
         free(j->mem);
         j->mem = NULL;
     }
-    for (struct spool_job *j = batch; j; j = j->next)
-        if (j->err == 0)
-            sync_file_range(j->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+    /* With one file, its fdatasync starts the write-back itself. */
+    if (batch->next != NULL)
+        for (struct spool_job *j = batch; j; j = j->next)
+            if (j->err == 0)
+                sync_file_range(j->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
     int renamed = 0;
     for (struct spool_job *j = batch; j; j = j->next) {
         if (j->err == 0 && renameat2(AT_FDCWD, j->tmp_path, AT_FDCWD,
@@ -480,8 +482,10 @@ static void spool_wake_cb(evutil_socket_t fd, short what, void *arg)
     struct spool *sp = arg;
     char drain[256];
     (void)what;
+    /* one read empties the pipe unless it held a full drain's worth: the
+     * sync thread writes one byte per batch */
     if (fd >= 0)
-        while (read(fd, drain, sizeof(drain)) > 0)
+        while (read(fd, drain, sizeof(drain)) == (ssize_t)sizeof(drain))
             ;
     pthread_mutex_lock(&sp->lock);
     struct spool_job *list = sp->done;
