@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,21 +146,23 @@ void log_batch_end(void)
     log_batch = NULL;
 }
 
-/* Write a complete line, or queue it when this thread batches. */
-static void emit(int fd, char *pending, size_t *pending_len, const char *line, size_t n)
+/* Write a complete line to fd (log_fd or log_json_fd), or queue it when
+ * this thread batches. */
+static void emit(int fd, const char *line, size_t n)
 {
-    if (log_batch == NULL) {
+    struct log_batch *b = log_batch;
+    if (b == NULL || n > LOG_BATCH_MAX) {
+        if (b)
+            log_flush();   /* keep the order of lines */
         write_all(fd, line, n);
         return;
     }
-    if (*pending_len + n > LOG_BATCH_MAX)
+    bool json = fd == log_json_fd;
+    size_t *len = json ? &b->json_len : &b->text_len;
+    if (*len + n > LOG_BATCH_MAX)
         log_flush();
-    if (n > LOG_BATCH_MAX) {
-        write_all(fd, line, n);
-        return;
-    }
-    memcpy(pending + *pending_len, line, n);
-    *pending_len += n;
+    memcpy((json ? b->json : b->text) + *len, line, n);
+    *len += n;
 }
 
 /* Append s to dst as JSON string contents, escaping as needed. */
@@ -209,10 +212,7 @@ static void log_write_json(enum log_level lvl, const char *service,
     }
     line[off++] = '}';
     line[off++] = '\n';
-    if (log_batch)
-        emit(log_json_fd, log_batch->json, &log_batch->json_len, line, off);
-    else
-        write_all(log_json_fd, line, off);
+    emit(log_json_fd, line, off);
 }
 
 static void log_vevent(enum log_level lvl, const char *service,
@@ -261,10 +261,7 @@ static void log_vevent(enum log_level lvl, const char *service,
             n = (int)sizeof(line) - 1;
             line[n - 1] = '\n';
         }
-        if (log_batch)
-            emit(log_fd, log_batch->text, &log_batch->text_len, line, (size_t)n);
-        else
-            write_all(log_fd, line, (size_t)n);
+        emit(log_fd, line, (size_t)n);
     }
     if (log_json_fd >= 0)
         log_write_json(lvl, service, kv, nkv, msg);
