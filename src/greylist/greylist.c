@@ -293,7 +293,7 @@ void greylist_header(unsigned delayed, const char *host, char *out, size_t len)
 
 static void gl_key(uint64_t id, char key[24])
 {
-    snprintf(key, 24, "%llu", (unsigned long long)id);
+    str_from_u64(id, key);
 }
 
 static struct gl_req *gl_find(struct greylist *gl, uint64_t id)

@@ -189,7 +189,7 @@ void pool_set_prefixes(struct pool_ctx *c, unsigned v4prefix, unsigned v6prefix)
 
 static void pool_key(uint64_t id, char key[24])
 {
-    snprintf(key, 24, "%llu", (unsigned long long)id);
+    str_from_u64(id, key);
 }
 
 static void pool_deriv_cancel_op(struct pool_deriv *d)

@@ -305,7 +305,7 @@ static void dns_res_clear(struct dns_result *r)
 
 static void dns_key(uint64_t id, char key[24])
 {
-    snprintf(key, 24, "%llu", (unsigned long long)id);
+    str_from_u64(id, key);
 }
 
 static void dns_rec_free(struct dns_query_rec *q)

@@ -72,6 +72,19 @@ int str_to_u64(const char *s, uint64_t *out)
     return 0;
 }
 
+char *str_from_u64(uint64_t v, char *buf)
+{
+    char tmp[STR_U64_SIZE];
+    char *p = tmp + sizeof(tmp) - 1;
+    *p = '\0';
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    memcpy(buf, p, (size_t)(tmp + sizeof(tmp) - p));
+    return buf;
+}
+
 /* Split "123x" into number and one-letter unit; unit 0 when absent. */
 static int split_unit(const char *s, uint64_t *num, char *unit)
 {

@@ -22,6 +22,11 @@ bool str_iprefix(const char *s, const char *prefix);
 bool str_iequal(const char *a, const char *b);
 /* Parse a whole decimal unsigned number; -1 on any junk or overflow. */
 int str_to_u64(const char *s, uint64_t *out);
+/* v in decimal into buf, which holds STR_U64_SIZE bytes; returns buf. The
+ * inverse of str_to_u64, without printf: event loops key their
+ * connections by id and format one per event. */
+#define STR_U64_SIZE 21
+char *str_from_u64(uint64_t v, char *buf);
 /* Parse a time with optional unit s m h d w (bare number: seconds). */
 int str_to_seconds(const char *s, uint64_t *out);
 /* Parse a size with optional unit k M G (bare number: bytes; 1024-based). */

@@ -88,7 +88,7 @@ struct spf_ctx *spf_ctx_new(const struct dns_iface *dns)
 
 static void spf_key(uint64_t id, char key[24])
 {
-    snprintf(key, 24, "%llu", (unsigned long long)id);
+    str_from_u64(id, key);
 }
 
 static void spf_names_clear(struct spf_eval *e)

@@ -68,7 +68,7 @@ static void dsn_committed(uint64_t token, const char *newqid, int err)
 {
     struct qmgr *q = pending_owner;
     char key[24];
-    snprintf(key, sizeof(key), "%llu", (unsigned long long)token);
+    str_from_u64(token, key);
     struct dsn_pending *d = dict_get(&pending, key);
     if (q == NULL || d == NULL)
         return;
@@ -157,7 +157,7 @@ static int submit_dsn(struct qmgr *q, struct qmsg *m, bool delayed, size_t *idx,
             memcpy(d->idx, idx, n * sizeof(size_t));
             uint64_t token = ++next_token;
             char key[24];
-            snprintf(key, sizeof(key), "%llu", (unsigned long long)token);
+            str_from_u64(token, key);
             if (pending_owner == NULL) {
                 dict_init(&pending, pending_free);
                 pending_owner = q;

@@ -154,6 +154,12 @@ static void test_units(void **state)
     assert_int_equal(str_to_bytes("99999999999999999999G", &v), -1);
     assert_int_equal(str_to_bytes("18014398509481984G", &v), -1);
     assert_int_equal(str_to_u64("12a", &v), -1);
+    char num[STR_U64_SIZE];
+    assert_string_equal(str_from_u64(0, num), "0");
+    assert_string_equal(str_from_u64(1234567890, num), "1234567890");
+    assert_string_equal(str_from_u64(UINT64_MAX, num), "18446744073709551615");
+    assert_int_equal(str_to_u64(num, &v), 0);
+    assert_true(v == UINT64_MAX);
     uint16_t port;
     char host[64];
     assert_int_equal(endpoint_parse("[::1]:25", host, sizeof(host), &port), 0);
