@@ -110,16 +110,10 @@ static void pconn_process(struct pconn *c);
 /* ---------------------------------------------------------------------- */
 /* connections                                                             */
 
-static void pconn_key(uint64_t id, char key[24])
-{
-    snprintf(key, 24, "%llx", (unsigned long long)id);
-}
-
 static struct pconn *pconn_find(struct pserver *srv, uint64_t id)
 {
-    char key[24];
-    pconn_key(id, key);
-    return dict_get(&srv->conns, key);
+    char key[STR_U64_SIZE];
+    return dict_get(&srv->conns, str_from_u64(id, key));
 }
 
 static void pconn_unqueue(struct pconn *c)
@@ -150,9 +144,8 @@ static void pconn_free(struct pconn *c)
     }
     if (c->flush_queued)
         pconn_unqueue(c);
-    char key[24];
-    pconn_key(c->id, key);
-    dict_del(&c->srv->conns, key);
+    char key[STR_U64_SIZE];
+    dict_del(&c->srv->conns, str_from_u64(c->id, key));
     pconn_destroy(c);
 }
 
@@ -196,6 +189,28 @@ static bool pconn_send(struct pconn *c)
     return true;
 }
 
+/* Parse what is buffered, keeping c alive meanwhile: a close inside only
+ * marks it dead, and it is freed here, once nothing uses it. */
+static void pconn_process_guarded(struct pconn *c)
+{
+    c->in_callback = true;
+    pconn_process(c);
+    c->in_callback = false;
+    if (c->dead) {
+        c->dead = false;
+        pconn_free(c);
+    }
+}
+
+/* Send the queued answers; once they have drained, take the requests that
+ * were held back. */
+static void pconn_drain(struct pconn *c)
+{
+    if (pconn_send(c) && c->out.len <= POLICY_OUT_MAX / 2 && c->read_paused &&
+        c->state == PC_READ)
+        pconn_process_guarded(c);
+}
+
 /* End of a loop pass: the pass's log lines first (an answer is never
  * seen before its log line is written), then every connection's answers,
  * one send each. */
@@ -206,17 +221,7 @@ static void policy_flush(struct pserver *srv)
         struct pconn *c = srv->flush_head;
         srv->flush_head = c->flush_next;
         c->flush_queued = false;
-        if (!pconn_send(c) || c->out.len > POLICY_OUT_MAX / 2 || !c->read_paused ||
-            c->state != PC_READ)
-            continue;
-        /* answers drained: requests held back can be taken again */
-        c->in_callback = true;
-        pconn_process(c);
-        c->in_callback = false;
-        if (c->dead) {
-            c->dead = false;
-            pconn_free(c);
-        }
+        pconn_drain(c);
     }
 }
 
@@ -312,12 +317,7 @@ static void pconn_decided(void *arg, const struct greylist_decision *d)
     pconn_reply(c, action);
     c->state = c->dead ? PC_CLOSING : PC_READ;
     policy_req_init(&c->req);
-    pconn_process(c);
-    c->in_callback = false;
-    if (c->dead) {
-        c->dead = false;
-        pconn_free(c);
-    }
+    pconn_process_guarded(c);
 }
 
 /* Take one line from the input; false when none is complete yet. */
@@ -418,13 +418,7 @@ static void pconn_read_cb(evutil_socket_t fd, short what, void *arg)
     c->srv->nreads++;
     if (c->state != PC_READ)
         return;   /* parsed once the pending answer is given */
-    c->in_callback = true;
-    pconn_process(c);
-    c->in_callback = false;
-    if (c->dead) {
-        c->dead = false;
-        pconn_free(c);
-    }
+    pconn_process_guarded(c);
 }
 
 static void pconn_write_cb(evutil_socket_t fd, short what, void *arg)
@@ -435,16 +429,7 @@ static void pconn_write_cb(evutil_socket_t fd, short what, void *arg)
         pconn_free(c);
         return;
     }
-    if (!pconn_send(c) || c->out.len > POLICY_OUT_MAX / 2 || !c->read_paused ||
-        c->state != PC_READ)
-        return;
-    c->in_callback = true;   /* output drained: take requests again */
-    pconn_process(c);
-    c->in_callback = false;
-    if (c->dead) {
-        c->dead = false;
-        pconn_free(c);
-    }
+    pconn_drain(c);
 }
 
 static void policy_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
@@ -464,9 +449,8 @@ static void policy_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
     policy_req_init(&c->req);
     c->rev = event_new(srv->base, fd, EV_READ | EV_PERSIST, pconn_read_cb, c);
     c->wev = event_new(srv->base, fd, EV_WRITE | EV_PERSIST, pconn_write_cb, c);
-    char key[24];
-    pconn_key(c->id, key);
-    dict_set(&srv->conns, key, c);
+    char key[STR_U64_SIZE];
+    dict_set(&srv->conns, str_from_u64(c->id, key), c);
     c->read_paused = true;
     pconn_reading(c, true);
 }

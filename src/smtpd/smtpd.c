@@ -36,33 +36,20 @@
 /* One server per process; sessions are found by id through it. */
 static struct smtpd *the_server;
 
-/* The registry key of a session id: its decimal digits. Sessions are
- * looked up once or twice per event, so no printf here. */
-static const char *session_key(uint64_t id, char key[24])
-{
-    char *p = key + 23;
-    *p = '\0';
-    do {
-        *--p = (char)('0' + id % 10);
-        id /= 10;
-    } while (id);
-    return p;
-}
-
 struct smtpd_session *smtpd_find_session(struct smtpd *srv, uint64_t id)
 {
-    char key[24];
+    char key[STR_U64_SIZE];
     if (srv == NULL)
         srv = the_server;
     if (srv == NULL)
         return NULL;
-    return dict_get(&srv->sessions, session_key(id, key));
+    return dict_get(&srv->sessions, str_from_u64(id, key));
 }
 
 void smtpd_register_session(struct smtpd *srv, struct smtpd_session *s, uint64_t id)
 {
-    char key[24];
-    dict_set(&srv->sessions, session_key(id, key), s);
+    char key[STR_U64_SIZE];
+    dict_set(&srv->sessions, str_from_u64(id, key), s);
     srv->nsessions++;
 }
 
@@ -78,8 +65,8 @@ static void per_ip_adjust(struct smtpd *srv, const char *ip, int delta)
 
 void smtpd_unregister_session(struct smtpd *srv, uint64_t id, const char *ip)
 {
-    char key[24];
-    if (dict_del(&srv->sessions, session_key(id, key))) {
+    char key[STR_U64_SIZE];
+    if (dict_del(&srv->sessions, str_from_u64(id, key))) {
         srv->nsessions--;
         per_ip_adjust(srv, ip, -1);
     }
@@ -293,19 +280,25 @@ static void reload(struct smtpd *srv)
 }
 
 /* Ids of all sessions (shutting one down may free it, so collect first). */
-static uint64_t *session_ids(struct smtpd *srv, size_t *n)
+/* Apply fn to every open session. Ids are taken first: fn may close a
+ * session, which changes the table being walked. */
+static void for_each_session(struct smtpd *srv, void (*fn)(struct smtpd_session *))
 {
-    size_t pos = 0;
+    size_t pos = 0, n = 0;
     const char *key;
     void *val;
     uint64_t *ids = xcalloc(srv->nsessions + 1, sizeof(*ids));
-    *n = 0;
-    while (dict_next(&srv->sessions, &pos, &key, &val) && *n < srv->nsessions) {
+    while (dict_next(&srv->sessions, &pos, &key, &val) && n < srv->nsessions) {
         uint64_t id;
         if (str_to_u64(key, &id) == 0)
-            ids[(*n)++] = id;
+            ids[n++] = id;
     }
-    return ids;
+    for (size_t i = 0; i < n; i++) {
+        struct smtpd_session *s = smtpd_find_session(srv, ids[i]);
+        if (s)
+            fn(s);
+    }
+    free(ids);
 }
 
 static void shutdown_timeout_cb(evutil_socket_t fd, short what, void *arg)
@@ -314,14 +307,7 @@ static void shutdown_timeout_cb(evutil_socket_t fd, short what, void *arg)
     log_svc_warn("master", "shutdown: %zu session(s) still busy after %llus; exiting",
                  srv->nsessions, (unsigned long long)srv->cfg->smtpd_shutdown_timeout);
     /* their clients have no 250, so nothing acknowledged is dropped */
-    size_t n;
-    uint64_t *ids = session_ids(srv, &n);
-    for (size_t i = 0; i < n; i++) {
-        struct smtpd_session *s = smtpd_find_session(srv, ids[i]);
-        if (s)
-            smtpd_session_abort(s);
-    }
-    free(ids);
+    for_each_session(srv, smtpd_session_abort);
     event_base_loopbreak(srv->base);
 }
 
@@ -333,14 +319,7 @@ static void begin_shutdown(struct smtpd *srv)
     log_svc("master", "terminating on signal 15; %zu session(s) open", srv->nsessions);
     for (size_t i = 0; i < srv->nlisteners; i++)
         evconnlistener_disable(srv->listeners[i]);
-    size_t n;
-    uint64_t *ids = session_ids(srv, &n);
-    for (size_t i = 0; i < n; i++) {
-        struct smtpd_session *s = smtpd_find_session(srv, ids[i]);
-        if (s)
-            smtpd_session_shutdown(s);
-    }
-    free(ids);
+    for_each_session(srv, smtpd_session_shutdown);
     struct timeval tv = {(time_t)srv->cfg->smtpd_shutdown_timeout, 0};
     srv->shutdown_timer = evtimer_new(srv->base, shutdown_timeout_cb, srv);
     evtimer_add(srv->shutdown_timer, &tv);

@@ -781,6 +781,27 @@ static void session_command(struct smtpd_session *s, char *line, size_t len)
     }
 }
 
+/* Process what the client sent, then read again if the state takes
+ * input. Ends a callback: may free s. */
+static void session_input(struct smtpd_session *s)
+{
+    s->in_callback = true;
+    session_process(s);
+    sio_read_again(s);
+    s->in_callback = false;
+    if (s->dead)
+        session_free(s);
+}
+
+/* An asynchronous step (commit, greylisting) has answered: take input
+ * again, including what a pipelining client sent meanwhile. May free s. */
+static void session_resume(struct smtpd_session *s)
+{
+    if (s->state != SS_CLOSING)
+        sio_read_resume(s);   /* a TLS session paused reading for the step */
+    session_input(s);
+}
+
 /* ---------------------------------------------------------------------- */
 /* DATA / BDAT content                                                     */
 
@@ -1057,13 +1078,7 @@ static void commit_done(uint64_t token, const char *qid, int err)
         log_svc_warn("smtpd", "%s: cannot write queue file: %s", qid, strerror(err));
         reply(s, 452, "4.3.1", "Insufficient system storage");
     }
-    if (s->state != SS_CLOSING)
-        sio_read_resume(s);
-    session_process(s);
-    sio_read_again(s);
-    s->in_callback = false;
-    if (s->dead)
-        session_free(s);
+    session_resume(s);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1099,13 +1114,7 @@ static void greylist_done(void *arg, const struct greylist_decision *d)
         reply(s, 451, "4.7.1", "%s", text);
         s->gl_uncounted = false;
     }
-    if (s->state != SS_CLOSING)
-        sio_read_resume(s);
-    session_process(s);
-    sio_read_again(s);
-    s->in_callback = false;
-    if (s->dead)
-        session_free(s);
+    session_resume(s);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1116,15 +1125,6 @@ static struct smtpd_session *session_from_arg(void *arg)
     return smtpd_find_session(NULL, (uint64_t)(uintptr_t)arg);
 }
 
-static void session_input(struct smtpd_session *s)
-{
-    s->in_callback = true;
-    session_process(s);
-    sio_read_again(s);
-    s->in_callback = false;
-    if (s->dead)
-        session_free(s);
-}
 
 static void read_cb(struct bufferevent *bev, void *arg)
 {
