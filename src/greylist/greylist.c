@@ -534,10 +534,10 @@ uint64_t greylist_check(struct greylist *gl, const struct greylist_request *q,
     /* a cached pool answers at once, and LMDB too: then the decision is
      * already queued, and r stays valid until the queue is drained */
     uint64_t op = pool_derive(gl->pool, &r->addr, r->sender, r->helo, gl_pool_done, r);
-    if (!r->done)
-        r->pool_op = op;   /* 0: the cache answered */
     if (!r->done) {
-        /* waiting for DNS or Redis: bound the wait */
+        /* waiting for DNS or Redis: keep the lookup (to cancel it) and
+         * bound the wait */
+        r->pool_op = op;
         struct timeval tv = {(time_t)gl->set.timeout, 0};
         r->timer = evtimer_new(gl->base, gl_timer_cb, r);
         evtimer_add(r->timer, &tv);
