@@ -126,7 +126,7 @@ struct rp_ev {
     /* set by rpj_ahead() a few events early (0 in pf: not computed): the
      * hashes of the queue id, relay and first recipient it looks up */
     uint8_t pf;
-    uint32_t qid_len, relay_len, rcpt_len;
+    uint32_t qid_len, relay_len;
     uint64_t qid_h, relay_h, rcpt_h;
     char ip[64];            /* client (or relay) address, extracted */
     char host[256];         /* client (or relay) name, extracted */
@@ -151,6 +151,12 @@ struct rpt_cache { const char *key[4]; struct rp_node *node[4]; unsigned next; }
 void rpt_add1_cached(struct dict *t, struct rpt_cache *cache, const char *key);
 struct rp_kv *rpt_sorted(const struct dict *d, uint64_t (*weight)(const void *),
                          size_t *n);
+
+/* isdigit() without the locale table call (digits are 0-9 everywhere). */
+static inline bool rp_is_digit(unsigned char c)
+{
+    return (unsigned)(c - '0') < 10;
+}
 
 /* n bytes of a and b equal? Inline, with word loads that stay inside the
  * n bytes: the names compared per line are short and of varying length,
@@ -196,6 +202,9 @@ void rph_free(struct rph *t);
 struct rpa { struct rpa_chunk *head; char *p; size_t left; };
 void *rpa_alloc(struct rpa *a, size_t n);
 char *rpa_strndup(struct rpa *a, const char *s, size_t n);
+/* A new zeroed record of size bytes whose first member is its rph_head,
+ * keyed by a copy of key[0..len) (in the arena right after the record). */
+void *rpa_record(struct rpa *a, size_t size, const char *key, size_t len);
 void rpa_free(struct rpa *a);
 
 /* One per distinct relay= value (journey thread). */
@@ -387,6 +396,11 @@ void rps_gimme_domain(const char *client, char *out, size_t outlen);
 /* Lower-case the domain part (pflogsumm's address normal form). */
 void rps_norm_addr(const char *addr, char *out, size_t outlen);
 const char *rps_domain_of(const char *addr);
+/* rpt_sorted() weights shared by the text and JSON output: recip_dom's
+ * entries by deliveries then bytes, rp_addr_stat's by count or size. */
+uint64_t rps_dom_weight(const void *p);
+uint64_t rps_addr_cnt(const void *p);
+uint64_t rps_addr_size(const void *p);
 /* Recipient domains with at least one delivery (pflogsumm's count). */
 size_t rps_delivery_domains(const struct rp_stats *s);
 

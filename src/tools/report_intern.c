@@ -159,6 +159,15 @@ char *rpa_strndup(struct rpa *a, const char *s, size_t n)
     return d;
 }
 
+void *rpa_record(struct rpa *a, size_t size, const char *key, size_t len)
+{
+    struct rph_head *k = rpa_alloc(a, size);
+    memset(k, 0, size);
+    k->key = rpa_strndup(a, key, len);
+    k->len = (uint32_t)len;
+    return k;
+}
+
 void rpa_free(struct rpa *a)
 {
     struct rpa_chunk *c = a->head;

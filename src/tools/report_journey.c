@@ -48,12 +48,6 @@ static struct rph_head *intern_get(struct rph *t, const char *key, size_t len,
     return rph_get(t, key, len, *h);
 }
 
-static void intern_key(struct rp_ctx *c, struct rph_head *k, const char *key, size_t len)
-{
-    k->key = rpa_strndup(&c->arena, key, len);
-    k->len = (uint32_t)len;
-}
-
 static bool is_loopback(const char *ip, const char *host);
 
 static struct rp_relay *intern_relay_h(struct rp_ctx *c, const char *relay, size_t len,
@@ -62,9 +56,7 @@ static struct rp_relay *intern_relay_h(struct rp_ctx *c, const char *relay, size
     struct rp_relay *r = (struct rp_relay *)rph_get(&c->relays, relay, len, h);
     if (r)
         return r;
-    r = rpa_alloc(&c->arena, sizeof(*r));
-    memset(r, 0, sizeof(*r));
-    intern_key(c, &r->k, relay, len);
+    r = rpa_record(&c->arena, sizeof(*r), relay, len);
     char host[256], ip[64];
     rpp_split_client(relay, host, sizeof(host), ip, sizeof(ip));
     r->host = rpa_strndup(&c->arena, host, strlen(host));
@@ -88,9 +80,7 @@ static struct rp_domrec *intern_dom(struct rp_ctx *c, const char *dom)
     struct rp_domrec *d = (struct rp_domrec *)intern_get(&c->dom_t, dom, len, &h);
     if (d)
         return d;
-    d = rpa_alloc(&c->arena, sizeof(*d));
-    memset(d, 0, sizeof(*d));
-    intern_key(c, &d->k, dom, len);
+    d = rpa_record(&c->arena, sizeof(*d), dom, len);
     d->prov = provider_from_domain(dom);
     if (d->prov == NULL)
         d->prov = "other";
@@ -104,9 +94,7 @@ static struct rp_rcpt *intern_rcpt(struct rp_ctx *c, const char *addr, size_t le
     struct rp_rcpt *r = (struct rp_rcpt *)rph_get(&c->rcpt_t, addr, len, h);
     if (r)
         return r;
-    r = rpa_alloc(&c->arena, sizeof(*r));
-    memset(r, 0, sizeof(*r));
-    intern_key(c, &r->k, addr, len);
+    r = rpa_record(&c->arena, sizeof(*r), addr, len);
     char norm[512];
     rps_norm_addr(addr, norm, sizeof(norm));
     r->norm = rpa_strndup(&c->arena, norm, strlen(norm));
@@ -134,9 +122,7 @@ static struct rp_sender *intern_sender(struct rp_ctx *c, const char *addr)
     struct rp_sender *r = (struct rp_sender *)intern_get(&c->sender_t, addr, len, &h);
     if (r)
         return r;
-    r = rpa_alloc(&c->arena, sizeof(*r));
-    memset(r, 0, sizeof(*r));
-    intern_key(c, &r->k, addr, len);
+    r = rpa_record(&c->arena, sizeof(*r), addr, len);
     char norm[512];
     rps_norm_addr(addr, norm, sizeof(norm));
     r->norm = rpa_strndup(&c->arena, norm, strlen(norm));
@@ -553,8 +539,7 @@ static bool qid_event(enum rp_ev_kind k);
 
 void rpj_ahead(struct rp_ctx *c, struct rp_ev *e)
 {
-    if (e->kind == EV_REJECT || e->kind == EV_TLS_OK || e->kind == EV_TLS_FAIL ||
-        !qid_event(e->kind) || e->qid == NULL)
+    if (!qid_event(e->kind) || e->qid == NULL)
         return;
     size_t n = strlen(e->qid);
     e->qid_len = (uint32_t)n;
@@ -577,7 +562,6 @@ void rpj_ahead(struct rp_ctx *c, struct rp_ev *e)
         n = strcspn(a, ",");
         if (n >= RPJ_RCPT_MAX)
             n = RPJ_RCPT_MAX - 1;
-        e->rcpt_len = (uint32_t)n;
         e->rcpt_h = rph_hash(a, n);
         e->pf |= RPJ_PF_RCPT;
         pf_slot(&c->rcpt_t, e->rcpt_h);

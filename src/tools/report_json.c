@@ -131,26 +131,29 @@ static void j_traffic(struct jsonw *w, struct rp_stats *s)
     jsonw_end(w);
 }
 
-static uint64_t dom_weight(const void *p)
+/* rp_addr_stat entries as rows: {field: key, messages, bytes}. */
+static void j_addr_list(struct jsonw *w, const char *key, const char *field, struct dict *d,
+                        uint64_t (*weight)(const void *), int top)
 {
-    const struct rp_dom_stat *d = p;
-    return d->cnt * 1000000000ULL + (d->size > 999999999ULL ? 999999999ULL : d->size);
-}
-
-static uint64_t addr_cnt(const void *p)
-{
-    return ((const struct rp_addr_stat *)p)->cnt;
-}
-
-static uint64_t addr_size(const void *p)
-{
-    return ((const struct rp_addr_stat *)p)->size;
+    size_t n;
+    struct rp_kv *v = rpt_sorted(d, weight, &n);
+    jsonw_arr(w, key);
+    for (size_t i = 0; i < n && i < (size_t)top; i++) {
+        const struct rp_addr_stat *a = v[i].val;
+        jsonw_obj(w, NULL);
+        jsonw_str(w, field, v[i].key);
+        jsonw_u64(w, "messages", a->cnt);
+        jsonw_u64(w, "bytes", a->size);
+        jsonw_end(w);
+    }
+    jsonw_end(w);
+    free(v);
 }
 
 static void j_domains(struct jsonw *w, struct rp_stats *s, int top)
 {
     size_t n;
-    struct rp_kv *v = rpt_sorted(&s->recip_dom, dom_weight, &n);
+    struct rp_kv *v = rpt_sorted(&s->recip_dom, rps_dom_weight, &n);
     jsonw_arr(w, "delivery_domains");
     for (size_t i = 0; i < n && i < (size_t)top; i++) {
         struct rp_dom_stat *d = v[i].val;
@@ -169,47 +172,18 @@ static void j_domains(struct jsonw *w, struct rp_stats *s, int top)
     }
     jsonw_end(w);
     free(v);
-    v = rpt_sorted(&s->send_dom, addr_cnt, &n);
-    jsonw_arr(w, "receipt_domains");
-    for (size_t i = 0; i < n && i < (size_t)top; i++) {
-        const struct rp_addr_stat *a = v[i].val;
-        jsonw_obj(w, NULL);
-        jsonw_str(w, "domain", v[i].key);
-        jsonw_u64(w, "messages", a->cnt);
-        jsonw_u64(w, "bytes", a->size);
-        jsonw_end(w);
-    }
-    jsonw_end(w);
-    free(v);
-}
-
-static void j_addr_list(struct jsonw *w, const char *key, struct dict *d,
-                        uint64_t (*weight)(const void *), int top)
-{
-    size_t n;
-    struct rp_kv *v = rpt_sorted(d, weight, &n);
-    jsonw_arr(w, key);
-    for (size_t i = 0; i < n && i < (size_t)top; i++) {
-        const struct rp_addr_stat *a = v[i].val;
-        jsonw_obj(w, NULL);
-        jsonw_str(w, "address", v[i].key);
-        jsonw_u64(w, "messages", a->cnt);
-        jsonw_u64(w, "bytes", a->size);
-        jsonw_end(w);
-    }
-    jsonw_end(w);
-    free(v);
+    j_addr_list(w, "receipt_domains", "domain", &s->send_dom, rps_addr_cnt, top);
 }
 
 static void j_users(struct jsonw *w, struct rp_stats *s, int top)
 {
     jsonw_obj(w, "senders");
-    j_addr_list(w, "by_count", &s->send_user, addr_cnt, top);
-    j_addr_list(w, "by_size", &s->send_user, addr_size, top);
+    j_addr_list(w, "by_count", "address", &s->send_user, rps_addr_cnt, top);
+    j_addr_list(w, "by_size", "address", &s->send_user, rps_addr_size, top);
     jsonw_end(w);
     jsonw_obj(w, "recipients");
-    j_addr_list(w, "by_count", &s->recip_user, addr_cnt, top);
-    j_addr_list(w, "by_size", &s->recip_user, addr_size, top);
+    j_addr_list(w, "by_count", "address", &s->recip_user, rps_addr_cnt, top);
+    j_addr_list(w, "by_size", "address", &s->recip_user, rps_addr_size, top);
     jsonw_end(w);
 }
 

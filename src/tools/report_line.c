@@ -8,15 +8,8 @@
  */
 #include "tools/report.h"
 
-#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
-
-/* isdigit() without the locale table call (digits are 0-9 everywhere). */
-static inline bool is_digit(unsigned char c)
-{
-    return (unsigned)(c - '0') < 10;
-}
 
 static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
@@ -69,7 +62,7 @@ static bool digits(const char *p, int n, int *v)
 {
     int x = 0;
     for (int i = 0; i < n; i++) {
-        if (!is_digit((unsigned char)p[i]))
+        if (!rp_is_digit((unsigned char)p[i]))
             return false;
         x = x * 10 + (p[i] - '0');
     }
@@ -184,16 +177,16 @@ int rpl_peek_ts(const char *line, int64_t *ts, bool *full)
 static char *skip_zone(char *p)
 {
     if (*p == '.' || *p == ',')
-        for (p++; is_digit((unsigned char)*p); p++)
+        for (p++; rp_is_digit((unsigned char)*p); p++)
             ;
     if (*p == 'Z')
         return p + 1;
-    if ((*p == '+' || *p == '-') && is_digit((unsigned char)p[1]) &&
-        is_digit((unsigned char)p[2])) {
+    if ((*p == '+' || *p == '-') && rp_is_digit((unsigned char)p[1]) &&
+        rp_is_digit((unsigned char)p[2])) {
         p += 3;
         if (*p == ':')
             p++;
-        if (is_digit((unsigned char)p[0]) && is_digit((unsigned char)p[1]))
+        if (rp_is_digit((unsigned char)p[0]) && rp_is_digit((unsigned char)p[1]))
             p += 2;
     }
     return p;
@@ -213,7 +206,7 @@ static int parse_prog(char *p, struct rp_hdr *h)
     if (*p == '[') {
         *p++ = '\0';
         long pid = 0;
-        while (is_digit((unsigned char)*p) && pid < 100000000)
+        while (rp_is_digit((unsigned char)*p) && pid < 100000000)
             pid = pid * 10 + (*p++ - '0');
         if (*p != ']' || p[1] != ':')
             return -1;
@@ -260,9 +253,9 @@ static int parse_host_prog(char *p, struct rp_hdr *h)
 static int parse_exim_native(char *p, struct rp_hdr *h)
 {
     p = skip_zone(p + 19);
-    if (*p == ' ' && (p[1] == '+' || p[1] == '-') && is_digit((unsigned char)p[2])) {
+    if (*p == ' ' && (p[1] == '+' || p[1] == '-') && rp_is_digit((unsigned char)p[2])) {
         p += 2;
-        while (is_digit((unsigned char)*p))
+        while (rp_is_digit((unsigned char)*p))
             p++;
     }
     if (*p != ' ')
@@ -272,7 +265,7 @@ static int parse_exim_native(char *p, struct rp_hdr *h)
         char *end = strchr(p, ']');
         if (end && end[1] == ' ') {
             long pid = 0;
-            for (char *q = p + 1; q < end && is_digit((unsigned char)*q); q++)
+            for (char *q = p + 1; q < end && rp_is_digit((unsigned char)*q); q++)
                 pid = pid * 10 + (*q - '0');
             h->pid = pid;
             p = end + 2;
@@ -291,7 +284,7 @@ int rpl_parse_header(char *line, struct rp_year *yr, struct rp_hdr *h)
 {
     memset(h, 0, sizeof(*h));
     int mon, day, sod;
-    if (is_digit((unsigned char)line[0])) {
+    if (rp_is_digit((unsigned char)line[0])) {
         if (iso_datetime(line, 'T', &h->ts))
             return parse_host_prog(skip_zone(line + 19), h);
         if (iso_datetime(line, ' ', &h->ts))

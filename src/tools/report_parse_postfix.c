@@ -80,17 +80,12 @@ bool rpp_is_postfix(const char *prog, const char *svc)
 
 /* ---- shared helpers ------------------------------------------------- */
 
-static inline bool is_digit(char c)
-{
-    return (unsigned)((unsigned char)c - '0') < 10;
-}
-
 /* strtoull(s, NULL, 10), without the call for a plain run of digits. */
 static uint64_t parse_u64(const char *s)
 {
     uint64_t v = 0;
     size_t i = 0;
-    for (; i < 19 && is_digit(s[i]); i++)
+    for (; i < 19 && rp_is_digit((unsigned char)s[i]); i++)
         v = v * 10 + (uint64_t)(s[i] - '0');
     if (i == 0 || i == 19)       /* sign, blanks, or maybe too large */
         return strtoull(s, NULL, 10);
@@ -102,7 +97,7 @@ static int parse_int(const char *s)
 {
     long v = 0;
     size_t i = 0;
-    for (; i < 9 && is_digit(s[i]); i++)
+    for (; i < 9 && rp_is_digit((unsigned char)s[i]); i++)
         v = v * 10 + (s[i] - '0');
     if (i == 0 || i == 9)
         return (int)strtol(s, NULL, 10);
@@ -119,14 +114,14 @@ static double parse_decimal(const char *s)
     uint64_t m = 0;
     int digits = 0, frac = 0;
     const char *p = s;
-    for (; is_digit(*p) && digits < 15; p++, digits++)
+    for (; rp_is_digit((unsigned char)*p) && digits < 15; p++, digits++)
         m = m * 10 + (uint64_t)(*p - '0');
-    if (digits == 0 || is_digit(*p))
+    if (digits == 0 || rp_is_digit((unsigned char)*p))
         return strtod(s, NULL);
     if (*p == '.') {
-        for (p++; is_digit(*p) && digits < 15; p++, digits++, frac++)
+        for (p++; rp_is_digit((unsigned char)*p) && digits < 15; p++, digits++, frac++)
             m = m * 10 + (uint64_t)(*p - '0');
-        if (is_digit(*p))
+        if (rp_is_digit((unsigned char)*p))
             return strtod(s, NULL);
     }
     if (*p == 'e' || *p == 'E' || *p == 'x' || *p == 'X')
@@ -605,7 +600,7 @@ static void p_qmgr(char *msg, struct rp_ev *e)
             /* the usual ", size=N, nrcpt=N": what rpp_field() finds */
             sz = end + 7;
             const char *q = sz;
-            while (is_digit(*q))
+            while (rp_is_digit((unsigned char)*q))
                 q++;
             nr = strncmp(q, ", nrcpt=", 8) == 0 ? q + 8 : rpp_field(end, "nrcpt");
         } else {

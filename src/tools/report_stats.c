@@ -28,6 +28,18 @@ static void dom_free(void *p)
     free(d);
 }
 
+/* fn on each rp_tally dict of s (rpt_init, rpt_free) */
+static void each_tally(struct rp_stats *s, void (*fn)(struct dict *))
+{
+    struct dict *tallies[] = {&s->deferred, &s->bounced, &s->rejects, &s->warns,
+                              &s->holds, &s->discards, &s->warnings, &s->fatals,
+                              &s->panics, &s->master, &s->smtp_fail, &s->no_size,
+                              &s->postscreen, &s->tls_net_hours, &s->tls_in_proto,
+                              &s->tls_in_cipher, &s->tls_out_proto, &s->tls_out_cipher};
+    for (size_t i = 0; i < sizeof(tallies) / sizeof(tallies[0]); i++)
+        fn(tallies[i]);
+}
+
 void rps_init(struct rp_stats *s, int64_t bucket)
 {
     memset(s, 0, sizeof(*s));
@@ -40,13 +52,7 @@ void rps_init(struct rp_stats *s, int64_t bucket)
     dict_init(&s->send_dom, free);
     dict_init(&s->recip_user, free);
     dict_init(&s->send_user, free);
-    struct dict *tallies[] = {&s->deferred, &s->bounced, &s->rejects, &s->warns,
-                              &s->holds, &s->discards, &s->warnings, &s->fatals,
-                              &s->panics, &s->master, &s->smtp_fail, &s->no_size,
-                              &s->postscreen, &s->tls_net_hours, &s->tls_in_proto,
-                              &s->tls_in_cipher, &s->tls_out_proto, &s->tls_out_cipher};
-    for (size_t i = 0; i < sizeof(tallies) / sizeof(tallies[0]); i++)
-        rpt_init(tallies[i]);
+    each_tally(s, rpt_init);
 }
 
 void rps_free(struct rp_stats *s)
@@ -57,13 +63,7 @@ void rps_free(struct rp_stats *s)
     dict_free(&s->send_dom);
     dict_free(&s->recip_user);
     dict_free(&s->send_user);
-    struct dict *tallies[] = {&s->deferred, &s->bounced, &s->rejects, &s->warns,
-                              &s->holds, &s->discards, &s->warnings, &s->fatals,
-                              &s->panics, &s->master, &s->smtp_fail, &s->no_size,
-                              &s->postscreen, &s->tls_net_hours, &s->tls_in_proto,
-                              &s->tls_in_cipher, &s->tls_out_proto, &s->tls_out_cipher};
-    for (size_t i = 0; i < sizeof(tallies) / sizeof(tallies[0]); i++)
-        rpt_free(tallies[i]);
+    each_tally(s, rpt_free);
     free(s->series.v);
 }
 
@@ -181,6 +181,22 @@ void rps_norm_addr(const char *addr, char *out, size_t outlen)
     char *at = strchr(out, '@');
     if (at)
         str_lower(at);
+}
+
+uint64_t rps_dom_weight(const void *p)
+{
+    const struct rp_dom_stat *d = p;
+    return d->cnt * 1000000000ULL + (d->size > 999999999ULL ? 999999999ULL : d->size);
+}
+
+uint64_t rps_addr_cnt(const void *p)
+{
+    return ((const struct rp_addr_stat *)p)->cnt;
+}
+
+uint64_t rps_addr_size(const void *p)
+{
+    return ((const struct rp_addr_stat *)p)->size;
 }
 
 size_t rps_delivery_domains(const struct rp_stats *s)

@@ -110,22 +110,6 @@ static void per_hour(FILE *o, struct rp_stats *s)
     }
 }
 
-static uint64_t dom_weight(const void *p)
-{
-    const struct rp_dom_stat *d = p;
-    return d->cnt * 1000000000ULL + (d->size > 999999999ULL ? 999999999ULL : d->size);
-}
-
-static uint64_t addr_cnt(const void *p)
-{
-    return ((const struct rp_addr_stat *)p)->cnt;
-}
-
-static uint64_t addr_size(const void *p)
-{
-    return ((const struct rp_addr_stat *)p)->size;
-}
-
 static void delivery_domains(FILE *o, struct rp_stats *s, int top)
 {
     size_t n;
@@ -133,7 +117,7 @@ static void delivery_domains(FILE *o, struct rp_stats *s, int top)
     title(o, "Host/Domain Summary: Message Delivery");
     fprintf(o, " sent cnt      bytes   defers   avg dly   max dly  host/domain\n"
                " --------  ---------  -------  --------  --------  -----------\n");
-    struct rp_kv *v = rpt_sorted(&s->recip_dom, dom_weight, &n);
+    struct rp_kv *v = rpt_sorted(&s->recip_dom, rps_dom_weight, &n);
     for (size_t i = 0; i < n && i < (size_t)top; i++) {
         const struct rp_dom_stat *d = v[i].val;
         double avg = d->cnt ? d->delay_sum / (double)d->cnt : 0;
@@ -150,7 +134,7 @@ static void receipt_domains(FILE *o, struct rp_stats *s, int top)
     title(o, "Host/Domain Summary: Messages Received");
     fprintf(o, " msg cnt      bytes  host/domain\n"
                " -------  ---------  -----------\n");
-    struct rp_kv *v = rpt_sorted(&s->send_dom, addr_cnt, &n);
+    struct rp_kv *v = rpt_sorted(&s->send_dom, rps_addr_cnt, &n);
     for (size_t i = 0; i < n && i < (size_t)top; i++) {
         const struct rp_addr_stat *d = v[i].val;
         fprintf(o, " %7llu  %9llu  %s\n", (unsigned long long)d->cnt,
@@ -210,10 +194,10 @@ static void pflogsumm_sections(FILE *o, struct rp_stats *s, int top)
     per_hour(o, s);
     delivery_domains(o, s, top);
     receipt_domains(o, s, top);
-    users(o, &s->send_user, "Senders by message count", addr_cnt, top);
-    users(o, &s->recip_user, "Recipients by message count", addr_cnt, top);
-    users(o, &s->send_user, "Senders by message size", addr_size, top);
-    users(o, &s->recip_user, "Recipients by message size", addr_size, top);
+    users(o, &s->send_user, "Senders by message count", rps_addr_cnt, top);
+    users(o, &s->recip_user, "Recipients by message count", rps_addr_cnt, top);
+    users(o, &s->send_user, "Senders by message size", rps_addr_size, top);
+    users(o, &s->recip_user, "Recipients by message size", rps_addr_size, top);
     nested(o, &s->no_size, "Messages with no size data", top);
     nested(o, &s->deferred, "message deferral detail", top);
     nested(o, &s->bounced, "message bounce detail (by relay)", top);

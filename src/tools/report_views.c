@@ -293,10 +293,7 @@ static struct rp_tlsc *tls_client(struct rp_stats *s, const char *host, const ch
     struct rp_tlsc *t = (struct rp_tlsc *)rph_get(&s->tls_t, key, len, h);
     if (t)
         return t;
-    t = rpa_alloc(&s->tls_arena, sizeof(*t));
-    memset(t, 0, sizeof(*t));
-    t->k.key = rpa_strndup(&s->tls_arena, key, len);
-    t->k.len = (uint32_t)len;
+    t = rpa_record(&s->tls_arena, sizeof(*t), key, len);
     char net[80];
     net_of(ip, net, sizeof(net));
     t->net = rpa_strndup(&s->tls_arena, net, strlen(net));
@@ -374,10 +371,7 @@ static struct rp_grey_end *grey_ending(struct rp_grey *g, const char *key)
     uint64_t h = rph_hash(t, len);
     struct rp_grey_end *x = (struct rp_grey_end *)rph_get(&g->ends, t, len, h);
     if (x == NULL) {
-        x = rpa_alloc(&g->ends_arena, sizeof(*x));
-        x->k.key = rpa_strndup(&g->ends_arena, t, len);
-        x->k.len = (uint32_t)len;
-        x->n = 0;
+        x = rpa_record(&g->ends_arena, sizeof(*x), t, len);
         rph_put(&g->ends, h, &x->k);
     }
     return x;
