@@ -14,6 +14,7 @@
 #include "greylist/store.h"
 #include "greylist/triplet.h"
 #include "lib/config.h"
+#include "lib/jsonw.h"
 #include "lib/strutil.h"
 #include "lib/xalloc.h"
 
@@ -55,21 +56,6 @@ struct glc_ctx {
 
 /* ---------------------------------------------------------------------- */
 /* output helpers                                                          */
-
-static void glc_json_str(FILE *out, const char *s)
-{
-    fputc('"', out);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            fprintf(out, "\\%c", c);
-        else if (c < 0x20)
-            fprintf(out, "\\u%04x", c);
-        else
-            fputc(c, out);
-    }
-    fputc('"', out);
-}
 
 static unsigned glc_wait_bucket(uint64_t w)
 {
@@ -148,7 +134,7 @@ static void glc_stats_text(const struct glc_stats *s, const char *store)
 static void glc_stats_json(const struct glc_stats *s, const char *store)
 {
     printf("{\"store\": ");
-    glc_json_str(stdout, store);
+    jsonw_quote(stdout, store);
     printf(", \"pending\": %lu, \"passed\": %lu, \"never_retried\": %lu, "
            "\"auto_allowed\": %lu, \"auto_allow_counting\": %lu, "
            "\"passed_by_pool_kind\": {\"spf\": %lu, \"ptr\": %lu, \"net\": %lu}, ",
@@ -198,11 +184,11 @@ static int glc_list_t(void *arg, const char *key, const char *val)
     if (c->json) {
         printf("%s\n  {\"type\": \"triplet\", \"state\": \"%s\", \"pool\": ",
                c->first ? "" : ",", state);
-        glc_json_str(stdout, t.pool);
+        jsonw_quote(stdout, t.pool);
         printf(", \"sender\": ");
-        glc_json_str(stdout, t.sender);
+        jsonw_quote(stdout, t.sender);
         printf(", \"recipient\": ");
-        glc_json_str(stdout, t.rcpt);
+        jsonw_quote(stdout, t.rcpt);
         printf(", \"first\": %llu, \"last\": %llu, \"passed\": %llu, \"attempts\": %u, "
                "\"waited\": %u, \"client_ips\": %u}", (unsigned long long)t.first,
                (unsigned long long)t.last, (unsigned long long)t.passed, t.attempts,
@@ -225,9 +211,9 @@ static int glc_list_a(void *arg, const char *key, const char *val)
     if (c->json) {
         printf("%s\n  {\"type\": \"auto-allow\", \"allowed\": %s, \"pool\": ",
                c->first ? "" : ",", a.allowed ? "true" : "false");
-        glc_json_str(stdout, a.pool);
+        jsonw_quote(stdout, a.pool);
         printf(", \"sender_domain\": ");
-        glc_json_str(stdout, a.domain);
+        jsonw_quote(stdout, a.domain);
         printf(", \"passes\": %u, \"last_use\": %llu}", a.count,
                (unsigned long long)a.last_use);
     } else {

@@ -44,12 +44,10 @@ int explain_main(int argc, char **argv)
         fprintf(stderr, "sluice explain: give the reply text as an argument\n");
         return 2;
     }
-    char err[1024];
-    struct config *cfg = config_load(tools_config_path(cfgpath), err, sizeof(err));
-    if (cfg == NULL) {
-        fprintf(stderr, "sluice: %s\n", err);
+    struct config *cfg = tools_config_load(cfgpath);
+    if (cfg == NULL)
         return 2;
-    }
+    char err[1024];
     if (cfg->reply_rules[0] && classify_load(cfg->reply_rules, err, sizeof(err)) < 0) {
         fprintf(stderr, "sluice: %s\n", err);
         config_free(cfg);
@@ -104,4 +102,13 @@ const char *tools_config_path(const char *given)
     if (access("/etc/sluice/sluice.conf", R_OK) == 0)
         return "/etc/sluice/sluice.conf";
     return NULL;
+}
+
+struct config *tools_config_load(const char *given)
+{
+    char err[1024];
+    struct config *cfg = config_load(tools_config_path(given), err, sizeof(err));
+    if (cfg == NULL)
+        fprintf(stderr, "sluice: %s\n", err);
+    return cfg;
 }

@@ -4,6 +4,7 @@
  * failure list; plus the shared counters and the throttle they feed.
  */
 #include "tools/migrate.h"
+#include "lib/jsonw.h"
 #include "lib/xalloc.h"
 
 #include <stdarg.h>
@@ -78,13 +79,20 @@ static void add_line(struct mig_tally *t, char ***v, size_t *n, size_t *cap, cha
     free(line);
 }
 
+/* The formatted line, or NULL when it cannot be made. */
+static char *vline(const char *fmt, va_list ap)
+{
+    char *line = NULL;
+    if (vasprintf(&line, fmt, ap) < 0)
+        line = NULL;
+    return line;
+}
+
 void mig_fail(struct mig_tally *t, int exit_class, const char *fmt, ...)
 {
     va_list ap;
-    char *line = NULL;
     va_start(ap, fmt);
-    if (vasprintf(&line, fmt, ap) < 0)
-        line = NULL;
+    char *line = vline(fmt, ap);
     va_end(ap);
     if (line == NULL)
         return;
@@ -98,10 +106,8 @@ void mig_fail(struct mig_tally *t, int exit_class, const char *fmt, ...)
 void mig_missing(struct mig_tally *t, const char *fmt, ...)
 {
     va_list ap;
-    char *line = NULL;
     va_start(ap, fmt);
-    if (vasprintf(&line, fmt, ap) < 0)
-        line = NULL;
+    char *line = vline(fmt, ap);
     va_end(ap);
     if (line)
         add_line(t, &t->missing_list, &t->nmissing, &t->capmissing, line);
@@ -210,28 +216,13 @@ void mig_report_text(struct mig_tally *t, const struct mig_opts *o, FILE *out)
     }
 }
 
-static void json_str(FILE *out, const char *s)
-{
-    fputc('"', out);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            fprintf(out, "\\%c", c);
-        else if (c < 0x20)
-            fprintf(out, "\\u%04x", c);
-        else
-            fputc(c, out);
-    }
-    fputc('"', out);
-}
-
 static void json_list(FILE *out, const char *name, char **v, size_t n)
 {
     fprintf(out, ",\"%s\":[", name);
     for (size_t i = 0; i < n; i++) {
         if (i)
             fputc(',', out);
-        json_str(out, v[i]);
+        jsonw_quote(out, v[i]);
     }
     fputc(']', out);
 }
@@ -254,7 +245,7 @@ void mig_report_json(struct mig_tally *t, const struct mig_opts *o, FILE *out)
             (unsigned long long)t->bytes, el, el > 0 ? (double)t->copied / el : 0.0,
             o->verify && !o->dry ? "true" : "false",
             (unsigned long long)t->src_identified, (unsigned long long)t->missing);
-    json_str(out, verdict(t, o));
+    jsonw_quote(out, verdict(t, o));
     json_list(out, "failures", t->failures, t->nfailures);
     json_list(out, "missing_messages", t->missing_list, t->nmissing);
     fprintf(out, ",\"exit\":%d}\n", t->worst);

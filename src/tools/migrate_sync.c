@@ -207,31 +207,48 @@ static void esearch_untagged(struct imapc *c, const struct imap_resp *r, void *a
     }
 }
 
-/* Fetch attrs for the source messages selected by want(), in batches. */
-static int fetch_src_attrs(struct mfolder *mf, bool (*want)(struct mfolder *, struct mmsg *),
-                           const char *attrs)
+/* Indices into side of the messages want() selects; *idx is the caller's
+ * to free. */
+static size_t select_msgs(struct mfolder *mf, const struct mside *side,
+                        bool (*want)(struct mfolder *, const struct mmsg *), size_t **idx)
 {
-    size_t *idx = xcalloc(mf->s.n + 1, sizeof(*idx)), n = 0;
-    for (size_t i = 0; i < mf->s.n; i++)
-        if (want(mf, &mf->s.v[i]))
-            idx[n++] = i;
+    size_t n = 0;
+    *idx = xcalloc(side->n + 1, sizeof(**idx));
+    for (size_t i = 0; i < side->n; i++)
+        if (want(mf, &side->v[i]))
+            (*idx)[n++] = i;
+    return n;
+}
+
+/* UID FETCH attrs on c for the messages of side selected by want(), `batch`
+ * at a time, with mf_fetch_untagged() filling side in `mode`; after each
+ * batch (even a failed one), done() (if any) sees its messages. */
+static int fetch_batched(struct mfolder *mf, struct imapc *c, struct mside *side,
+                         bool (*want)(struct mfolder *, const struct mmsg *), size_t batch,
+                         int mode, const char *attrs, void (*done)(struct mmsg *))
+{
+    size_t *idx;
+    size_t n = select_msgs(mf, side, want, &idx);
     int rc = 0;
-    for (size_t i = 0; i < n && rc == 0; i += 500) {
+    for (size_t i = 0; i < n && rc == 0; i += batch) {
+        size_t k = n - i < batch ? n - i : batch;
         struct buf b;
         buf_init(&b, 0);
-        mf_uidset(&b, &mf->s, idx + i, n - i < 500 ? n - i : 500);
-        mf->fill = &mf->s;
-        mf->mode = strstr(attrs, "HEADER") ? MF_HEADERS : MF_UPDATE;
-        imapc_set_untagged(mf->c1, mf_fetch_untagged, mf);
-        rc = imapc_run(mf->c1, "UID FETCH %s (UID %s)", b.data, attrs) == IMAP_OK ? 0 : -1;
-        imapc_set_untagged(mf->c1, NULL, NULL);
+        mf_uidset(&b, side, idx + i, k);
+        mf->fill = side;
+        mf->mode = mode;
+        imapc_set_untagged(c, mf_fetch_untagged, mf);
+        rc = imapc_run(c, "UID FETCH %s (UID %s)", b.data, attrs) == IMAP_OK ? 0 : -1;
+        imapc_set_untagged(c, NULL, NULL);
         buf_free(&b);
+        for (size_t j = 0; done != NULL && j < k; j++)
+            done(&side->v[idx[i + j]]);
     }
     free(idx);
     return rc;
 }
 
-static bool unknown_to_state(struct mfolder *mf, struct mmsg *m)
+static bool unknown_to_state(struct mfolder *mf, const struct mmsg *m)
 {
     return mig_state_lookup(mf->run->state, mf->key, m->uid) == 0;
 }
@@ -257,60 +274,42 @@ static int list_src_changed(struct mfolder *mf, uint64_t since)
     imapc_set_untagged(mf->c1, NULL, NULL);
     if (st != IMAP_OK)
         return -1;
-    return fetch_src_attrs(mf, unknown_to_state, "FLAGS RFC822.SIZE INTERNALDATE");
+    return fetch_batched(mf, mf->c1, &mf->s, unknown_to_state, 500, MF_UPDATE,
+                         "FLAGS RFC822.SIZE INTERNALDATE", NULL);
+}
+
+static bool new_unidentified(struct mfolder *mf, const struct mmsg *m)
+{
+    return m->fate == MF_NEW && m->id[0] == '\0';
 }
 
 /* Message-ID and Date of the source messages not matched by the state. */
 static int fetch_src_headers(struct mfolder *mf)
 {
-    size_t *idx = xcalloc(mf->s.n + 1, sizeof(*idx)), n = 0;
-    for (size_t i = 0; i < mf->s.n; i++)
-        if (mf->s.v[i].fate == MF_NEW && mf->s.v[i].id[0] == '\0')
-            idx[n++] = i;
-    int rc = 0;
-    for (size_t i = 0; i < n && rc == 0; i += 500) {
-        struct buf b;
-        buf_init(&b, 0);
-        mf_uidset(&b, &mf->s, idx + i, n - i < 500 ? n - i : 500);
-        mf->fill = &mf->s;
-        mf->mode = MF_HEADERS;
-        imapc_set_untagged(mf->c1, mf_fetch_untagged, mf);
-        rc = imapc_run(mf->c1, "UID FETCH %s (UID " HDR_FIELDS ")", b.data) == IMAP_OK ? 0
-                                                                                   : -1;
-        imapc_set_untagged(mf->c1, NULL, NULL);
-        buf_free(&b);
-    }
-    free(idx);
-    return rc;
+    return fetch_batched(mf, mf->c1, &mf->s, new_unidentified, 500, MF_HEADERS, HDR_FIELDS,
+                         NULL);
 }
 
+static bool unidentified(struct mfolder *mf, const struct mmsg *m)
+{
+    return m->id[0] == '\0';
+}
+
+/* Hash a fetched body into its identity and drop it. */
+static void hash_body(struct mmsg *m)
+{
+    if (m->body)
+        mig_ident_content(m->body, m->blen, m->id);
+    free(m->body);
+    m->body = NULL;
+}
+
+/* Bodies of the destination messages without an identity, 50 at a time
+ * (each batch hashed and freed before the next). */
 int mf_hash_dst_bodies(struct mfolder *mf)
 {
-    size_t *idx = xcalloc(mf->d.n + 1, sizeof(*idx)), n = 0;
-    for (size_t i = 0; i < mf->d.n; i++)
-        if (mf->d.v[i].id[0] == '\0')
-            idx[n++] = i;
-    int rc = 0;
-    for (size_t i = 0; i < n && rc == 0; i += 50) {
-        struct buf b;
-        buf_init(&b, 0);
-        mf_uidset(&b, &mf->d, idx + i, n - i < 50 ? n - i : 50);
-        mf->fill = &mf->d;
-        mf->mode = MF_BODIES;
-        imapc_set_untagged(mf->c2, mf_fetch_untagged, mf);
-        rc = imapc_run(mf->c2, "UID FETCH %s (UID BODY.PEEK[])", b.data) == IMAP_OK ? 0 : -1;
-        imapc_set_untagged(mf->c2, NULL, NULL);
-        buf_free(&b);
-        for (size_t k = i; k < n && k < i + 50; k++) {
-            struct mmsg *m = &mf->d.v[idx[k]];
-            if (m->body)
-                mig_ident_content(m->body, m->blen, m->id);
-            free(m->body);
-            m->body = NULL;
-        }
-    }
-    free(idx);
-    return rc;
+    return fetch_batched(mf, mf->c2, &mf->d, unidentified, 50, MF_BODIES, "BODY.PEEK[]",
+                         hash_body);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -486,12 +485,15 @@ static void flags_sync(struct mfolder *mf)
     imapc_drain(mf->c2);
 }
 
+static bool unmatched(struct mfolder *mf, const struct mmsg *m)
+{
+    return m->fate != MF_MATCHED;
+}
+
 static void delete2(struct mfolder *mf)
 {
-    size_t *idx = xcalloc(mf->d.n + 1, sizeof(*idx)), n = 0;
-    for (size_t i = 0; i < mf->d.n; i++)
-        if (mf->d.v[i].fate != MF_MATCHED)
-            idx[n++] = i;
+    size_t *idx;
+    size_t n = select_msgs(mf, &mf->d, unmatched, &idx);
     mf->run->t->deleted += n;
     if (n > 0 && mf->run->o->dry)
         printf("dry: would delete %zu messages from %s on host2\n", n, mf->f->name2);

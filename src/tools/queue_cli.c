@@ -106,12 +106,9 @@ int queue_cli_main(int argc, char **argv)
         fprintf(stderr, "sluice queue: unknown command '%s'; try 'sluice queue --help'\n", cmd);
         return 2;
     }
-    char err[1024];
-    struct config *cfg = config_load(tools_config_path(cfgpath), err, sizeof(err));
-    if (cfg == NULL) {
-        fprintf(stderr, "sluice: %s\n", err);
+    struct config *cfg = tools_config_load(cfgpath);
+    if (cfg == NULL)
         return 2;
-    }
     struct buf out;
     buf_init(&out, 0);
     int rc = ask_server(cfg->spool_dir, cmd, arg, json, &out);
