@@ -18,20 +18,17 @@ import json
 import os
 import re
 import shutil
-import signal
 import smtplib
 import subprocess
-import tempfile
 import time
 import unittest
 
 import harness
+from harness import alive, children_of, kill_pid, read_text, run, stop_popen  # noqa: F401 (re-export)
 from peers import PostfixPeer
 
 SLUICE = harness.SLUICE
 LOG_ROOT = os.environ.get("SLUICE_TEST_LOGS", "/tmp/sluice-delivery-logs")
-SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
-                   "SUMMARY: UndefinedBehaviorSanitizer")
 
 # Delivery on, and every clock compressed so retries happen within seconds.
 FAST = {
@@ -53,15 +50,8 @@ QID_RE = re.compile(r"queued as ([0-9A-F]{16})")
 
 
 def wait_until(pred, timeout=20.0, interval=0.1, what="condition", detail=None):
-    deadline = time.time() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.time() > deadline:
-            extra = detail() if callable(detail) else (detail or "")
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{extra}")
-        time.sleep(interval)
+    """harness.wait_until with the slower defaults delivery needs."""
+    return harness.wait_until(pred, timeout, interval, what, detail)
 
 
 def make_message(sender, rcpts, subject="test", body="Hello.\r\n", msgid=None, extra=""):
@@ -70,52 +60,6 @@ def make_message(sender, rcpts, subject="test", body="Hello.\r\n", msgid=None, e
            f"Subject: {subject}\r\nMessage-ID: {msgid}\r\n"
            f"Date: {email.utils.formatdate(localtime=False)}\r\n{extra}")
     return (hdr + "\r\n" + body).encode()
-
-
-def run(cmd, timeout=60, **kw):
-    """subprocess.run that kills the child (by PID) on timeout."""
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
-    try:
-        out, err = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        out, err = p.communicate()
-        raise AssertionError(f"{cmd} timed out after {timeout}s")
-    return p.returncode, out.decode(errors="replace"), err.decode(errors="replace")
-
-
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, IndexError):
-        return False
-
-
-def children_of(ppid):
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            if int(fields[1]) == ppid:
-                out.append(int(d))
-        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
-            pass
-    return out
-
-
-def stop_popen(p, sig=signal.SIGTERM, timeout=10):
-    if p is None or p.poll() is not None:
-        return
-    try:
-        p.send_signal(sig)
-        p.wait(timeout)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait()
 
 
 # ---------------------------------------------------------------------------
@@ -362,21 +306,11 @@ service stats {{
         stop_popen(self.proc)
         for pid in kids:
             if alive(pid):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+                kill_pid(pid)
         self.err.close()
 
     def log(self):
-        text = ""
-        for p in (self.logfile, os.path.join(self.dir, "stderr")):
-            try:
-                with open(p, errors="replace") as f:
-                    text += f.read()
-            except FileNotFoundError:
-                pass
-        return text
+        return "".join(read_text(p) for p in (self.logfile, os.path.join(self.dir, "stderr")))
 
 
 # ---------------------------------------------------------------------------
@@ -389,8 +323,7 @@ class DeliveryCase(unittest.TestCase):
     maxDiff = None
 
     def setUp(self):
-        self.tmp = tempfile.mkdtemp(prefix="sluice-dlv-")
-        os.chmod(self.tmp, 0o755)
+        self.tmp = harness.tmpdir("sluice-dlv-")
         self.servers = []
         self.addCleanup(self._save_and_remove)
 
@@ -424,13 +357,7 @@ class DeliveryCase(unittest.TestCase):
         if rc not in (0, None) and not getattr(srv, "killed", False):
             raise AssertionError(f"sluice exited {rc} on SIGTERM")
 
-    @staticmethod
-    def sanitizer(srv):
-        try:
-            text = srv.stderr_text()
-        except FileNotFoundError:
-            return ""
-        return text if any(m in text for m in SANITIZER_MARKS) else ""
+    sanitizer = staticmethod(harness.sanitizer_report)
 
     # -- sluice ------------------------------------------------------------
     def sluice(self, conf=None, transports=None, tls_policy=None, start=True, name=None):

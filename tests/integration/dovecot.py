@@ -12,10 +12,9 @@ import pwd
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 
-from harness import free_port, wait_port
+from harness import free_port, read_text, tmpdir, wait_port
 
 DOVECOT = "/usr/sbin/dovecot"
 DOVEADM = "/usr/bin/doveadm"
@@ -125,8 +124,7 @@ class Dovecot:
 
     def __init__(self, users, sep="/", prefix="", sent="Sent", junk="Junk",
                  auto="create", fsync="never", tag="a", extra_caps=""):
-        self.dir = tempfile.mkdtemp(prefix="sluice-dovecot-")
-        os.chmod(self.dir, 0o755)
+        self.dir = tmpdir("sluice-dovecot-")
         self.users = dict(users)
         self.sep, self.prefix = sep, prefix
         if os.getuid() == 0:
@@ -188,11 +186,7 @@ class Dovecot:
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def log(self):
-        try:
-            with open(os.path.join(self.dir, "log"), errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
+        return read_text(os.path.join(self.dir, "log"))
 
     def maildir(self, user, folder=""):
         """Path of a folder's Maildir++ directory ('' = INBOX)."""

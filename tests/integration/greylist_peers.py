@@ -10,10 +10,9 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 
-from harness import SLUICE, free_port, wait_port
+from harness import SLUICE, free_port, read_text, stop_popen, tmpdir, wait_port  # noqa: F401 (tmpdir re-exported)
 from peers import PostfixPeer
 
 DNSMASQ = "/usr/sbin/dnsmasq"
@@ -49,15 +48,19 @@ class Proc:
         self.proc = subprocess.Popen(argv, stdout=self.log, stderr=self.log, env=env)
 
     def stop(self, sig=signal.SIGTERM, timeout=20):
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        rc = stop_popen(self.proc, sig, timeout)
         self.log.close()
-        return self.proc.returncode
+        return rc
+
+
+def stop_sluice_and_dns(srv, dns, d):
+    """Stop a greylisting sluice and its dnsmasq, remove their directory d;
+    returns (sluice's exit status, its stderr)."""
+    rc = srv.stop()
+    err = srv.stderr_text()
+    dns.stop()
+    shutil.rmtree(d, ignore_errors=True)
+    return rc, err
 
 
 class Dns:
@@ -135,11 +138,7 @@ class SluicePolicy:
             wait_port("127.0.0.1", self.port, proc=self.proc.proc)
 
     def log(self):
-        try:
-            with open(self.logfile, errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
+        return read_text(self.logfile)
 
     def stop(self):
         return self.proc.stop()
@@ -239,9 +238,3 @@ class Postfix(PostfixPeer):
             "smtpd_delay_reject": "yes",
             "smtputf8_enable": "no",
         })
-
-
-def tmpdir(prefix):
-    d = tempfile.mkdtemp(prefix=prefix)
-    os.chmod(d, 0o755)
-    return d

@@ -14,6 +14,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SLUICE = os.environ.get("SLUICE_BIN", os.path.join(ROOT, "build/asan/sluice"))
 PYTHON = "/usr/bin/python3"
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                   "SUMMARY: UndefinedBehaviorSanitizer", "SUMMARY: AddressSanitizer")
 
 
 def free_port(host="127.0.0.1"):
@@ -33,6 +35,114 @@ def wait_port(host, port, timeout=15.0, proc=None):
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"{host}:{port} did not start listening")
+
+
+def tmpdir(prefix):
+    """A fresh temporary directory that daemons running as other users
+    (postfix, dovecot, postgrey) can traverse."""
+    d = tempfile.mkdtemp(prefix=prefix)
+    os.chmod(d, 0o755)
+    return d
+
+
+def read_text(path):
+    """The text of a log file, or "" when it does not exist (yet)."""
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+def wait_until(pred, timeout=10.0, interval=0.05, what="condition", detail=None):
+    """Poll pred until it returns a true value (returned); on timeout raise
+    AssertionError naming `what`, plus `detail` (text or a callable)."""
+    deadline = time.time() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.time() > deadline:
+            extra = detail() if callable(detail) else (detail or "")
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{extra}")
+        time.sleep(interval)
+
+
+def run(cmd, timeout=60, merge_stderr=False, **kw):
+    """subprocess.run that kills the child (by PID) on timeout. Returns
+    (returncode, stdout, stderr); with merge_stderr, stderr is folded into
+    stdout and the third item is ""."""
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE, **kw)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+        raise AssertionError(f"{cmd} timed out after {timeout}s:\n"
+                             + out.decode(errors="replace")[-3000:])
+    return p.returncode, out.decode(errors="replace"), (err or b"").decode(errors="replace")
+
+
+def sanitizer_report(srv):
+    """srv's stderr if it holds a sanitizer report, else ""."""
+    try:
+        text = srv.stderr_text()
+    except (FileNotFoundError, AttributeError):
+        return ""
+    return text if any(m in text for m in SANITIZER_MARKS) else ""
+
+
+# ---------------------------------------------------------------------------
+# processes, by PID
+
+def alive(pid):
+    """True while pid exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def children_of(ppid):
+    """PIDs whose parent is ppid."""
+    out = []
+    if not ppid:
+        return out
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[1]) == ppid:
+                out.append(int(d))
+        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+            pass
+    return out
+
+
+def kill_pid(pid, sig=signal.SIGKILL):
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def stop_popen(p, sig=signal.SIGTERM, timeout=10):
+    """Signal a Popen child, wait; SIGKILL it if it outlives timeout.
+    Returns its exit status (None if p is None)."""
+    if p is None:
+        return None
+    if p.poll() is None:
+        try:
+            p.send_signal(sig)
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    return p.returncode
 
 
 class Sluice:
@@ -85,11 +195,7 @@ class Sluice:
             self.proc.wait()
 
     def log(self):
-        try:
-            with open(self.logfile, errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
+        return read_text(self.logfile)
 
     def stderr_text(self):
         with open(os.path.join(self.dir, "stderr"), errors="replace") as f:

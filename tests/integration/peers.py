@@ -20,9 +20,7 @@ at start are killed.
 """
 import os
 import shutil
-import signal
 import subprocess
-import tempfile
 import time
 
 import harness
@@ -75,7 +73,7 @@ class PostfixPeer:
                  tmpdir=None, files=None):
         """extra: main.cf settings that override the defaults below; files:
         {name: text} written into the config directory (tables)."""
-        self.dir = tmpdir or tempfile.mkdtemp(prefix="sluice-postfix-")
+        self.dir = tmpdir or harness.tmpdir("sluice-postfix-")
         os.makedirs(self.dir, exist_ok=True)
         os.chmod(self.dir, 0o755)
         self.port = port or harness.free_port()
@@ -161,20 +159,7 @@ class PostfixPeer:
 
     def children(self):
         """PIDs whose parent is our master."""
-        out = []
-        if not self.master_pid:
-            return out
-        for d in os.listdir("/proc"):
-            if not d.isdigit():
-                continue
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-                if int(fields[1]) == self.master_pid:
-                    out.append(int(d))
-            except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
-                pass
-        return out
+        return harness.children_of(self.master_pid)
 
     def stop(self):
         if self.master_pid is None:
@@ -185,14 +170,11 @@ class PostfixPeer:
         except subprocess.TimeoutExpired:
             pass
         deadline = time.time() + 10
-        while time.time() < deadline and _alive(self.master_pid):
+        while time.time() < deadline and harness.alive(self.master_pid):
             time.sleep(0.05)
         for pid in [self.master_pid] + kids:
-            if _alive(pid):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            if harness.alive(pid):
+                harness.kill_pid(pid)
         self.master_pid = None
 
     def cleanup(self):
@@ -202,11 +184,7 @@ class PostfixPeer:
             shutil.rmtree(self.dir, ignore_errors=True)
 
     def log(self):
-        try:
-            with open(self.logfile, errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
+        return harness.read_text(self.logfile)
 
     def queue_count(self, *queues):
         n = 0
@@ -214,12 +192,3 @@ class PostfixPeer:
             for _root, _dirs, files in os.walk(os.path.join(self.queue, q)):
                 n += len(files)
         return n
-
-
-def _alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-        return state != "Z"
-    except (FileNotFoundError, IndexError):
-        return False

@@ -9,10 +9,9 @@ import os
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 
-from harness import free_port, wait_port
+from harness import free_port, tmpdir, wait_port
 from peers import PostfixPeer
 
 SMTP_SINK = "/usr/sbin/smtp-sink"
@@ -38,8 +37,7 @@ class PrivatePostfix:
     test domains and one rejected domain."""
 
     def __init__(self):
-        self.tmp = tempfile.mkdtemp(prefix="sluice-pf-")
-        os.chmod(self.tmp, 0o755)
+        self.tmp = tmpdir("sluice-pf-")
         self.sink_port = free_port()
         self.sink = None
         self.pf = None

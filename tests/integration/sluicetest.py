@@ -18,16 +18,15 @@ Every process started here is stopped by PID.
 import itertools
 import os
 import re
-import signal
 import socket
 import ssl
-import subprocess
 import threading
 import time
 import unittest
 
 import harness
-from harness import RawClient, Sluice, free_port, wait_port  # noqa: F401 (re-export)
+from harness import (SANITIZER_MARKS, RawClient, Sluice, free_port, kill_pid,  # noqa: F401 (re-export)
+                     sanitizer_report, wait_port, wait_until)
 
 SLUICE = harness.SLUICE
 ROOT = harness.ROOT
@@ -38,8 +37,6 @@ os.environ.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
 
 ENH_RE = re.compile(r"^(\d{3})[ -]([245])\.(\d{1,3})\.(\d{1,3})(?: |$)")
 QUEUED_RE = re.compile(r"^250 2\.0\.0 Ok: queued as ([0-9A-Za-z]+)\s*$")
-SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
-                   "SUMMARY: UndefinedBehaviorSanitizer", "SUMMARY: AddressSanitizer")
 
 # ---------------------------------------------------------------------------
 # client addresses
@@ -265,27 +262,8 @@ def wait_for_log(srv, pattern, timeout=10.0, flags=0):
         time.sleep(0.05)
 
 
-def wait_until(pred, timeout=10.0, interval=0.05, what="condition"):
-    deadline = time.time() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(interval)
-
-
 # ---------------------------------------------------------------------------
 # servers
-
-def sanitizer_report(srv):
-    try:
-        text = srv.stderr_text()
-    except (FileNotFoundError, AttributeError):
-        return ""
-    return text if any(m in text for m in SANITIZER_MARKS) else ""
-
 
 def start_sluice(conf=None, **kw):
     srv = Sluice(conf=conf, **kw)
@@ -346,11 +324,7 @@ class SluiceCase(unittest.TestCase):
         self.clients = []
 
     def tearDown(self):
-        for c in self.clients:
-            try:
-                c.close()
-            except OSError:
-                pass
+        close_clients(self.clients)
         self.assertIsNone(self.srv.proc.poll(), "sluice is no longer running:\n"
                           + sanitizer_report(self.srv))
 
@@ -376,22 +350,36 @@ class SluiceCase(unittest.TestCase):
     def assertClosed(self, c, timeout=5):
         self.assertTrue(c.closed(timeout), "server did not close the connection")
 
+    def begin_data(self, c):
+        """MAIL FROM:<s@test.example>, RCPT TO:<u@localhost>, DATA, asserting
+        the 250 2.1.0, 250 2.1.5 and 354 replies."""
+        self.assertReply(c.cmd("MAIL FROM:<s@test.example>"), 250, "2.1.0")
+        self.assertReply(c.cmd("RCPT TO:<u@localhost>"), 250, "2.1.5")
+        self.assertReply(c.cmd("DATA"), 354)
+
+
+def reply_now_or_at_next(c, wait=2):
+    """A reply the server may send right away or only at the next command
+    (e.g. the 421 after the error limit): wait `wait` seconds for it, else
+    send NOOP and read the answer."""
+    c.sock.settimeout(wait)
+    try:
+        return c.reply()
+    except (socket.timeout, TimeoutError):
+        c.sock.settimeout(10)
+        c.send("NOOP\r\n")
+        return c.reply()
+
+
+def close_clients(clients):
+    for c in clients:
+        try:
+            c.close()
+        except OSError:
+            pass
+
 
 def run(cmd, timeout=60, **kw):
-    """subprocess.run that always kills the child on timeout (by PID)."""
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kw)
-    try:
-        out, _ = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        out, _ = p.communicate()
-        raise AssertionError(f"{cmd[0]} timed out after {timeout}s:\n"
-                             + out.decode(errors="replace")[-3000:])
-    return p.returncode, out.decode(errors="replace")
-
-
-def kill_pid(pid, sig=signal.SIGKILL):
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
+    """harness.run with stderr folded into stdout; returns (rc, output)."""
+    rc, out, _ = harness.run(cmd, timeout, merge_stderr=True, **kw)
+    return rc, out

@@ -8,13 +8,12 @@ trusted clients.
 """
 import json
 import os
-import shutil
 import subprocess
 import time
 import unittest
 
 from harness import SLUICE, Sluice
-from greylist_peers import DNSMASQ, Dns, have, smtp_attempt, tmpdir
+from greylist_peers import DNSMASQ, Dns, have, smtp_attempt, stop_sluice_and_dns, tmpdir
 
 DELAY = 2
 WINDOW = 5
@@ -58,12 +57,8 @@ class AdversarialTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        rc = cls.srv.stop()
-        err = cls.srv.stderr_text()
-        cls.dns.stop()
-        shutil.rmtree(cls.dir, ignore_errors=True)
+        rc, err = stop_sluice_and_dns(cls.srv, cls.dns, cls.dir)
         assert rc == 0 and "Sanitizer" not in err, err[-3000:]
-        shutil.rmtree(cls.dir, ignore_errors=True)
 
     def send(self, src, sender, rcpt):
         return smtp_attempt(self.srv.host, self.srv.port, src, sender, rcpt)[0]

@@ -11,13 +11,13 @@ protocol, and both pass rates are printed side by side.
 import json
 import os
 import random
-import shutil
 import subprocess
 import time
 import unittest
 
 from harness import SLUICE, Sluice
-from greylist_peers import DNSMASQ, POSTGREY, Dns, PolicyClient, Postgrey, have, smtp_attempt, tmpdir
+from greylist_peers import (DNSMASQ, POSTGREY, Dns, PolicyClient, Postgrey, have, smtp_attempt,
+                            stop_sluice_and_dns, tmpdir)
 
 DELAY = 2
 NETS = [f"127.{40 + i}" for i in range(6)]
@@ -48,12 +48,8 @@ class ClusterTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        rc = cls.srv.stop()
-        err = cls.srv.stderr_text()
-        cls.dns.stop()
-        shutil.rmtree(cls.dir, ignore_errors=True)
+        rc, err = stop_sluice_and_dns(cls.srv, cls.dns, cls.dir)
         assert rc == 0 and "Sanitizer" not in err, err[-3000:]
-        shutil.rmtree(cls.dir, ignore_errors=True)
 
     def test_cluster_passes_on_first_retry(self):
         rng = random.Random(4)

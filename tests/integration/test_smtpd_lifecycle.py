@@ -21,8 +21,9 @@ import tempfile
 import time
 import unittest
 
-from sluicetest import (SLUICE, Client, free_port, make_body, parse_queue_file, queued_id,
-                        sanitizer_report, source_ip, start_sluice, stop_sluice, wait_for_log)
+from sluicetest import (SLUICE, Client, close_clients, free_port, make_body, parse_queue_file,
+                        queued_id, sanitizer_report, source_ip, start_sluice, stop_sluice,
+                        wait_for_log)
 
 
 class ServerTest(unittest.TestCase):
@@ -34,11 +35,7 @@ class ServerTest(unittest.TestCase):
         self.clients = []
 
     def tearDown(self):
-        for c in self.clients:
-            try:
-                c.close()
-            except OSError:
-                pass
+        close_clients(self.clients)
         stop_sluice(self.srv)
 
     def connect(self, **kw):
