@@ -88,6 +88,14 @@ static struct rp_domrec *intern_dom(struct rp_ctx *c, const char *dom)
     return d;
 }
 
+/* addr normalised (rps_norm_addr), kept in the arena with the records. */
+static const char *arena_norm_addr(struct rp_ctx *c, const char *addr)
+{
+    char norm[512];
+    rps_norm_addr(addr, norm, sizeof(norm));
+    return rpa_strndup(&c->arena, norm, strlen(norm));
+}
+
 static struct rp_rcpt *intern_rcpt(struct rp_ctx *c, const char *addr, size_t len,
                                    uint64_t h)
 {
@@ -95,9 +103,7 @@ static struct rp_rcpt *intern_rcpt(struct rp_ctx *c, const char *addr, size_t le
     if (r)
         return r;
     r = rpa_record(&c->arena, sizeof(*r), addr, len);
-    char norm[512];
-    rps_norm_addr(addr, norm, sizeof(norm));
-    r->norm = rpa_strndup(&c->arena, norm, strlen(norm));
+    r->norm = arena_norm_addr(c, addr);
     const char *at = strchr(r->norm, '@');
     r->ndom = at ? at + 1 : r->norm;
     r->dom = intern_dom(c, rps_domain_of(addr));
@@ -123,9 +129,7 @@ static struct rp_sender *intern_sender(struct rp_ctx *c, const char *addr)
     if (r)
         return r;
     r = rpa_record(&c->arena, sizeof(*r), addr, len);
-    char norm[512];
-    rps_norm_addr(addr, norm, sizeof(norm));
-    r->norm = rpa_strndup(&c->arena, norm, strlen(norm));
+    r->norm = arena_norm_addr(c, addr);
     const char *at = strchr(r->norm, '@');
     r->has_dom = at && at[1];
     rph_put(&c->sender_t, h, &r->k);
