@@ -81,6 +81,9 @@ struct store {
 
 struct store *store_lmdb_open(const char *path, struct event_base *base, char *err,
                               size_t errlen);
+/* The LMDB writer's next gather window in ms, from the CPU time the last
+ * commit took (exposed for tests; see store_lmdb.c). */
+unsigned lmdb_next_window(uint64_t commit_cpu_us);
 struct store *store_redis_open(const char *url, struct event_base *base, char *err,
                                size_t errlen);
 

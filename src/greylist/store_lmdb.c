@@ -5,12 +5,23 @@
  * pages): a commit is either wholly there after a crash or not at all.
  * Commits are durable (fdatasync) but happen on a writer thread, in
  * batches: the event loop queues writes and never waits for the disk. The
- * writer gathers writes for LMDB_GATHER_MS before it commits, so a crash
- * loses at most that much greylist state (those senders are greylisted
- * again). Until the writer has committed a write, reads find it in an
- * overlay (a map of queued values, guarded by the queue's mutex), so a
- * decision always sees the one before it. The writer also sweeps expired
- * records every hour.
+ * writer gathers writes for a window before it commits, so a crash loses
+ * at most one window of greylist state (those senders are greylisted
+ * again; the same bound as Redis's `appendfsync everysec`). Until the
+ * writer has committed a write, reads find it in an overlay (a map of
+ * queued values, guarded by the queue's mutex), so a decision always sees
+ * the one before it. The writer also sweeps expired records every hour.
+ *
+ * The window adapts to the write rate (lmdb_next_window): it is the
+ * shortest that keeps the writer's commits under LMDB_DUTY_PCT percent of
+ * one CPU, between LMDB_GATHER_MIN_MS and LMDB_GATHER_MAX_MS. Why: a commit
+ * costs CPU per dirty page (copy-on-write, pwrite, writeback at
+ * fdatasync), and random triplet keys dirty about one leaf page per write
+ * in small batches; a longer window rewrites each page once for many
+ * writes. Measured with 40,000 new triplets a second on 2 CPUs: 5 ms
+ * windows took 1.2 ms of CPU per 270 writes and slowed decisions by a
+ * third; 1 s windows, 35 ms per 40,000. A quiet server keeps 5 ms windows,
+ * so `sluice greylist list` sees a decision a few milliseconds later.
  *
  * No MDB_WRITEMAP: with it, every sync write-protects the dirty pages of
  * the shared mapping again, one TLB-shootdown interrupt per page on the
@@ -44,7 +55,10 @@
 #define LMDB_MAPSIZE ((size_t)1 << 30)
 #define LMDB_SWEEP_SECONDS 3600
 #define LMDB_VAL_MAX 4096
-#define LMDB_GATHER_MS 5         /* batch window of the writer thread */
+#define LMDB_GATHER_MIN_MS 5     /* batch window of the writer thread... */
+#define LMDB_GATHER_MAX_MS 1000  /* ...grows up to this under load */
+#define LMDB_DUTY_PCT 2          /* commit CPU per window, at most */
+#define LMDB_BATCH_MAX 65536     /* a full batch is committed at once */
 
 struct lmdb_op {
     struct lmdb_op *next;
@@ -68,6 +82,8 @@ struct lmdb_store {
     pthread_cond_t cv;         /* work queued, or stop */
     pthread_cond_t stop_cv;    /* stop (monotonic clock: ends a gather) */
     struct lmdb_op *head, *tail;
+    size_t queued;             /* ops from head to tail */
+    unsigned window_ms;        /* current gather window (writer only) */
     bool stop;
     atomic_bool failed;        /* the last commit failed */
     struct dict overlay;       /* key -> struct lmdb_ov * (under mu) */
@@ -172,16 +188,35 @@ static void lmdb_batch_done(struct lmdb_store *s, struct lmdb_op *batch)
     }
 }
 
-/* Wait (mu held) until LMDB_GATHER_MS have passed or the store stops. */
+/* Wait (mu held) until the window has passed, the batch is full or the
+ * store stops. */
 static void lmdb_gather(struct lmdb_store *s)
 {
     struct timespec end;
     clock_gettime(CLOCK_MONOTONIC, &end);
-    end.tv_nsec += (long)LMDB_GATHER_MS * 1000000L;
+    end.tv_nsec += (long)s->window_ms * 1000000L;
     end.tv_sec += end.tv_nsec / 1000000000L;
     end.tv_nsec %= 1000000000L;
-    while (!s->stop && pthread_cond_timedwait(&s->stop_cv, &s->mu, &end) != ETIMEDOUT)
+    while (!s->stop && s->queued < LMDB_BATCH_MAX &&
+           pthread_cond_timedwait(&s->stop_cv, &s->mu, &end) != ETIMEDOUT)
         ;
+}
+
+static uint64_t lmdb_thread_cpu_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* The next window from what the last commit cost: commit CPU at most
+ * LMDB_DUTY_PCT of the window (see the header comment). */
+unsigned lmdb_next_window(uint64_t commit_cpu_us)
+{
+    uint64_t ms = commit_cpu_us * (100 / LMDB_DUTY_PCT) / 1000;
+    if (ms < LMDB_GATHER_MIN_MS)
+        return LMDB_GATHER_MIN_MS;
+    return ms > LMDB_GATHER_MAX_MS ? LMDB_GATHER_MAX_MS : (unsigned)ms;
 }
 
 static void *lmdb_writer(void *arg)
@@ -204,13 +239,16 @@ static void *lmdb_writer(void *arg)
             pthread_cond_timedwait(&s->cv, &s->mu, &ts);
             continue;
         }
-        /* gather what comes in the next LMDB_GATHER_MS: one commit (and
-         * one fdatasync) then carries all of it; a stop cuts the wait */
+        /* gather what comes in the window: one commit (and one
+         * fdatasync) then carries all of it; a stop cuts the wait */
         lmdb_gather(s);
         struct lmdb_op *batch = s->head;
         s->head = s->tail = NULL;
+        s->queued = 0;
         pthread_mutex_unlock(&s->mu);
+        uint64_t cpu0 = lmdb_thread_cpu_us();
         int rc = lmdb_commit(s, batch);
+        s->window_ms = lmdb_next_window(lmdb_thread_cpu_us() - cpu0);
         if (rc != 0)
             log_svc_warn("greylist", "LMDB commit failed: %s", mdb_strerror(rc));
         s->failed = rc != 0;
@@ -239,6 +277,8 @@ static void lmdb_queue(struct lmdb_store *s, const char *key, char *stored)
     else
         s->head = o;
     s->tail = o;
+    if (++s->queued == LMDB_BATCH_MAX)
+        pthread_cond_signal(&s->stop_cv);   /* ends the gather */
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
 }
@@ -425,6 +465,7 @@ struct store *store_lmdb_open(const char *path, struct event_base *base, char *e
     /* the first sweep a minute after start, then hourly; tools never sweep
      * on their own (they have `expire`) */
     s->next_sweep = base ? time(NULL) + 60 : (time_t)INT64_MAX / 2;
+    s->window_ms = LMDB_GATHER_MIN_MS;
     pthread_create(&s->thread, NULL, lmdb_writer, s);
     return &s->st;
 }

@@ -3,7 +3,10 @@
  * resolver and a real LMDB store in a temporary directory: bypasses and
  * allow lists, defer / pass / passed through the store, callbacks never
  * from inside greylist_check(), a failing store under greylist_failure
- * open and closed, a store that never answers (timeout), cancellation.
+ * open and closed, a store that never answers (timeout), cancellation;
+ * the LMDB store itself: queued writes read back at once, a batch larger
+ * than one commit, durability across close and reopen, a lone write seen
+ * by another process within a short window, the writer's adaptive window.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dns_stub.h"
@@ -195,12 +200,123 @@ static void test_cancel(void **state)
     event_base_free(base);
 }
 
+/* ---------------------------------------------------------------------- */
+/* the LMDB store                                                          */
+
+static char got_vals[STORE_MGET_MAX][256];
+static int got_n, got_status;
+
+static void on_vals(void *arg, enum store_status st, char *const *vals, size_t n)
+{
+    got_status = st;
+    got_n = (int)n;
+    for (size_t i = 0; i < n; i++)
+        snprintf(got_vals[i], sizeof(got_vals[i]), "%s", vals[i] ? vals[i] : "(absent)");
+}
+
+static const char *get1(struct store *st, const char *key)
+{
+    const char *keys[1] = {key};
+    got_n = -1;
+    store_mget(st, keys, 1, on_vals, NULL);   /* LMDB answers at once */
+    assert_int_equal(got_n, 1);
+    assert_int_equal(got_status, STORE_OK);
+    return got_vals[0];
+}
+
+static int count_fn(void *arg, const char *key, const char *val)
+{
+    (*(long *)arg)++;
+    return 0;
+}
+
+static long count_keys(struct store *st, const char *prefix)
+{
+    long n = 0;
+    assert_int_equal(store_scan(st, prefix, count_fn, &n), 0);
+    return n;
+}
+
+static void test_lmdb_window(void **state)
+{
+    assert_int_equal(lmdb_next_window(0), 5);          /* quiet: shortest */
+    assert_int_equal(lmdb_next_window(60), 5);
+    assert_int_equal(lmdb_next_window(1200), 60);      /* 2% duty cycle */
+    assert_int_equal(lmdb_next_window(35000), 1000);   /* capped */
+    assert_int_equal(lmdb_next_window(UINT64_C(1) << 40), 1000);
+}
+
+static void test_lmdb_store(void **state)
+{
+    char dir[] = "/tmp/sluice-unit-lmdb-XXXXXX", err[512], key[64], val[64];
+    assert_non_null(mkdtemp(dir));
+    base = event_base_new();
+    struct store *st = store_lmdb_open(dir, base, err, sizeof(err));
+    assert_non_null(st);
+    /* more writes than one batch holds: read back at once (overlay), then
+     * committed in several batches */
+    for (int i = 0; i < 70000; i++) {
+        snprintf(key, sizeof(key), "k:%d", i);
+        snprintf(val, sizeof(val), "v%d", i);
+        store_put(st, key, val, 3600);
+    }
+    assert_string_equal(get1(st, "k:0"), "v0");
+    assert_string_equal(get1(st, "k:69999"), "v69999");
+    store_del(st, "k:5");
+    assert_string_equal(get1(st, "k:5"), "(absent)");
+    store_put(st, "k:6", "changed", 3600);
+    assert_string_equal(get1(st, "k:6"), "changed");
+    store_close(st);
+    /* all of it is on disk after close */
+    st = store_lmdb_open(dir, NULL, err, sizeof(err));
+    assert_non_null(st);
+    assert_int_equal(count_keys(st, "k:"), 69999);
+    assert_string_equal(get1(st, "k:6"), "changed");
+    assert_string_equal(get1(st, "k:5"), "(absent)");
+    store_close(st);
+    /* a lone write on a quiet store: another process sees it well within
+     * a second (the window is back at its shortest after small commits) */
+    st = store_lmdb_open(dir, base, err, sizeof(err));
+    for (int round = 0; round < 3; round++) {
+        snprintf(key, sizeof(key), "lone:%d", round);
+        store_put(st, key, "x", 3600);
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        long seen = 0;
+        while (seen == 0) {
+            pid_t pid = fork();
+            assert_true(pid >= 0);
+            if (pid == 0) {
+                struct store *other = store_lmdb_open(dir, NULL, err, sizeof(err));
+                long n = other ? count_keys(other, key) : 0;
+                _exit(n == 1 ? 0 : 1);
+            }
+            int status = 0;
+            assert_int_equal(waitpid(pid, &status, 0), pid);
+            seen = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            double waited = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+            if (round > 0)   /* the first follows the 70,000-write batches */
+                assert_true(waited < 0.5);
+            else
+                assert_true(waited < 3.0);
+        }
+    }
+    store_close(st);
+    event_base_free(base);
+    char cmd[600];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defer_pass_passed),
         cmocka_unit_test(test_store_failure),
         cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_lmdb_window),
+        cmocka_unit_test(test_lmdb_store),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
