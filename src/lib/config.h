@@ -47,6 +47,7 @@ struct config {
     char *smtpd_bare_newline;
     uint64_t smtpd_shutdown_timeout;
     uint64_t spool_sync_delay_us;
+    char *spool_sync;
     /* --- delivery --- */
     bool queue_delivery;
     char *dns_resolver;

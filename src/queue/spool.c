@@ -6,6 +6,15 @@
  * does the fdatasync/rename/fsync(dir) work and wakes the loop through a
  * pipe. Writes of message data are buffered (64 KiB) and go to the page
  * cache, which does not block in practice.
+ *
+ * A batch of several files is made durable with one syncfs() of the spool
+ * filesystem instead of one fdatasync per file (spool_sync = auto): every
+ * fdatasync ends with its own disk-cache flush, journal or not, while
+ * syncfs writes the whole batch with merged I/O and flushes once. syncfs
+ * also writes what other programs have dirtied on that filesystem, so it
+ * is used only while the system holds little dirty data (/proc/meminfo,
+ * read at most every 100 ms), and a syncfs slower than SPOOL_SYNCFS_SLOW_MS
+ * switches the spool to per-file fdatasync for a minute (logged).
  */
 #include "queue/spool.h"
 #include "lib/fsutil.h"
@@ -13,16 +22,19 @@
 #include "lib/strutil.h"
 #include "lib/xalloc.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #define SPOOL_WRITE_CHUNK (64 * 1024)
@@ -31,6 +43,11 @@
  * disk for them. Larger ones are streamed to tmp/ as they arrive. */
 #define SPOOL_MEM_MAX (256 * 1024)
 #define SPOOL_WRITER_INITIAL (16 * 1024)
+/* syncfs is used while the system's dirty + writeback data is below this */
+#define SPOOL_SYNCFS_DIRTY_MAX_KB (64 * 1024)
+#define SPOOL_SYNCFS_SLOW_MS 250      /* a slower syncfs means other writers */
+#define SPOOL_SYNCFS_BACKOFF_S 60     /* ...then per-file fdatasync this long */
+#define SPOOL_MEMINFO_EVERY_MS 100
 
 struct spool_job {
     struct spool_job *next;
@@ -62,6 +79,13 @@ struct spool {
     bool stopping;
     size_t pending;
     unsigned gather_us;
+    bool fs_sync;              /* spool_sync = auto (sync thread reads) */
+    /* sync thread only */
+    int meminfo_fd;
+    uint64_t meminfo_at_ms;    /* when dirty_kb was read; 0 = never */
+    long dirty_kb;             /* -1: unknown */
+    uint64_t backoff_until_ms;
+    struct spool_stats stats;
     int wake_pipe[2];
     struct event *wake_ev;
 };
@@ -124,6 +148,9 @@ struct spool *spool_open(const char *dir, struct event_base *base,
     struct spool *sp = xcalloc(1, sizeof(*sp));
     sp->dir = xstrdup(dir);
     sp->queue_dir_fd = -1;
+    sp->meminfo_fd = -1;
+    sp->dirty_kb = -1;
+    sp->fs_sync = true;
     sp->wake_pipe[0] = sp->wake_pipe[1] = -1;
     snprintf(sp->tmp_dir, sizeof(sp->tmp_dir), "%s/tmp", dir);
     snprintf(sp->queue_dir, sizeof(sp->queue_dir), "%s/queue", dir);
@@ -182,6 +209,8 @@ void spool_close(struct spool *sp)
             close(sp->wake_pipe[i]);
     if (sp->queue_dir_fd >= 0)
         close(sp->queue_dir_fd);
+    if (sp->meminfo_fd >= 0)
+        close(sp->meminfo_fd);
     free(sp->dir);
     free(sp);
 }
@@ -190,6 +219,20 @@ void spool_set_gather(struct spool *sp, unsigned usec)
 {
     pthread_mutex_lock(&sp->lock);
     sp->gather_us = usec > 100000 ? 100000 : usec;
+    pthread_mutex_unlock(&sp->lock);
+}
+
+void spool_set_sync(struct spool *sp, bool fs_sync)
+{
+    pthread_mutex_lock(&sp->lock);
+    sp->fs_sync = fs_sync;
+    pthread_mutex_unlock(&sp->lock);
+}
+
+void spool_get_stats(struct spool *sp, struct spool_stats *out)
+{
+    pthread_mutex_lock(&sp->lock);
+    *out = sp->stats;
     pthread_mutex_unlock(&sp->lock);
 }
 
@@ -359,19 +402,6 @@ void spool_commit(struct spool *sp, struct spool_writer *w, uint64_t token,
     pthread_mutex_unlock(&sp->lock);
 }
 
-/* Make one batch durable; per-job results in j->err.
- *
- * Order matters for speed: write-back of every file is started first, then
- * every file is renamed into queue/, and only then do we wait. The first
- * fdatasync commits one journal transaction that carries the data
- * allocation, the inodes and all the renames of the batch; the other
- * waits and the directory fsync then find nothing left to do. So a batch
- * costs about one journal commit however many messages it holds.
- *
- * A crash before the waits finish may leave a renamed but incomplete file
- * in queue/: no 250 was sent for it, and its missing end record marks it
- * as damaged at the next start (it is moved to corrupt/, never delivered).
- */
 /* Write an in-memory message to its tmp/ file (on the sync thread). */
 static void job_write_mem(struct spool_job *j)
 {
@@ -393,16 +423,128 @@ static void job_write_mem(struct spool_job *j)
     }
 }
 
-static void spool_sync_batch(struct spool *sp, struct spool_job *batch)
+/* ---------------------------------------------------------------------- */
+/* how a batch is made durable                                             */
+
+static uint64_t spool_now_ms(void)
 {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* One "Key:   123 kB" line of /proc/meminfo; -1 if absent or malformed. */
+static long meminfo_field_kb(const char *text, const char *key)
+{
+    size_t klen = strlen(key);
+    const char *p = text;
+    while (p && strncmp(p, key, klen) != 0) {
+        p = strchr(p, '\n');
+        if (p)
+            p++;
+    }
+    if (p == NULL)
+        return -1;
+    p += klen;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    long v = 0;
+    if (!isdigit((unsigned char)*p))
+        return -1;
+    for (; isdigit((unsigned char)*p); p++) {
+        if (v > (LONG_MAX - 9) / 10)
+            return -1;
+        v = v * 10 + (*p - '0');
+    }
+    while (*p == ' ')
+        p++;
+    return strncmp(p, "kB", 2) == 0 ? v : -1;
+}
+
+long spool_meminfo_dirty_kb(const char *text)
+{
+    long dirty = meminfo_field_kb(text, "Dirty:");
+    long wb = meminfo_field_kb(text, "Writeback:");
+    if (dirty < 0 || wb < 0 || dirty > LONG_MAX - wb)
+        return -1;
+    return dirty + wb;
+}
+
+bool spool_sync_by_fs(bool fs_sync, size_t nfiles, long dirty_kb, uint64_t now_ms,
+                      uint64_t backoff_until_ms)
+{
+    return fs_sync && nfiles >= 2 && now_ms >= backoff_until_ms && dirty_kb >= 0 &&
+           dirty_kb <= SPOOL_SYNCFS_DIRTY_MAX_KB;
+}
+
+/* The system's dirty data (kB), read again at most every
+ * SPOOL_MEMINFO_EVERY_MS; -1 when unknown (then files sync one by one). */
+static long spool_dirty_kb(struct spool *sp, uint64_t now)
+{
+    if (sp->meminfo_at_ms && now - sp->meminfo_at_ms < SPOOL_MEMINFO_EVERY_MS)
+        return sp->dirty_kb;
+    sp->meminfo_at_ms = now ? now : 1;
+    sp->dirty_kb = -1;
+    if (sp->meminfo_fd < 0)
+        sp->meminfo_fd = open("/proc/meminfo", O_RDONLY | O_CLOEXEC);
+    char text[16384];
+    ssize_t n = sp->meminfo_fd >= 0 ? pread(sp->meminfo_fd, text, sizeof(text) - 1, 0) : -1;
+    if (n > 0) {
+        text[n] = '\0';
+        sp->dirty_kb = spool_meminfo_dirty_kb(text);
+    }
+    return sp->dirty_kb;
+}
+
+/* syncfs of the spool filesystem; a slow one starts the back-off. */
+static int spool_syncfs(struct spool *sp, struct spool_stats *delta)
+{
+    uint64_t t0 = spool_now_ms();
+    int rc = syncfs(sp->queue_dir_fd) < 0 ? errno : 0;
+    uint64_t took = spool_now_ms() - t0;
+    if (took > SPOOL_SYNCFS_SLOW_MS) {
+        sp->backoff_until_ms = t0 + took + SPOOL_SYNCFS_BACKOFF_S * 1000u;
+        delta->syncfs_slow++;
+        log_svc_warn("spool", "syncfs of %s took %llu ms (other writers on its "
+                     "filesystem?); syncing queue files one by one for %d s",
+                     sp->dir, (unsigned long long)took, SPOOL_SYNCFS_BACKOFF_S);
+    }
+    return rc;
+}
+
+/* Make one batch durable; per-job results in j->err.
+ *
+ * Order matters for speed: every file is written, then renamed into
+ * queue/, and only then do we wait, for the whole batch at once: one
+ * syncfs (see the header comment) or, for a single file or while syncfs is
+ * off, write-back started for every file (sync_file_range) before each is
+ * fdatasync'ed. The queue/ directory is fsync'ed last in both cases: on
+ * ext4 without a journal syncfs flushes the disk cache before it waits for
+ * the directory blocks it wrote, and the directory's own fsync waits for
+ * them and flushes again.
+ *
+ * A crash before the waits finish may leave a renamed but incomplete file
+ * in queue/: no 250 was sent for it, and its missing end record marks it
+ * as damaged at the next start (it is moved to corrupt/, never delivered).
+ */
+static void spool_sync_batch(struct spool *sp, struct spool_job *batch, bool fs_sync,
+                             struct spool_stats *delta)
+{
+    size_t nfiles = 0;
     for (struct spool_job *j = batch; j; j = j->next) {
         if (j->err == 0 && j->fd < 0)
             job_write_mem(j);
         free(j->mem);
         j->mem = NULL;
+        nfiles += j->err == 0;
     }
+    uint64_t now = spool_now_ms();
+    /* (the cheap tests first: a single file never reads /proc/meminfo) */
+    bool by_fs = fs_sync && nfiles >= 2 &&
+                 spool_sync_by_fs(fs_sync, nfiles, spool_dirty_kb(sp, now), now,
+                                  sp->backoff_until_ms);
     /* With one file, its fdatasync starts the write-back itself. */
-    if (batch->next != NULL)
+    if (!by_fs && nfiles >= 2)
         for (struct spool_job *j = batch; j; j = j->next)
             if (j->err == 0)
                 sync_file_range(j->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
@@ -414,15 +556,22 @@ static void spool_sync_batch(struct spool *sp, struct spool_job *batch)
         j->renamed = j->err == 0;
         renamed += j->renamed;
     }
-    for (struct spool_job *j = batch; j; j = j->next)
-        if (j->err == 0 && fdatasync(j->fd) < 0)
+    int fs_err = by_fs ? spool_syncfs(sp, delta) : 0;
+    for (struct spool_job *j = batch; j; j = j->next) {
+        if (j->err == 0 && by_fs)
+            j->err = fs_err;
+        else if (j->err == 0 && fdatasync(j->fd) < 0)
             j->err = errno;
+    }
     if (renamed && fsync(sp->queue_dir_fd) < 0) {
         int e = errno;
         for (struct spool_job *j = batch; j; j = j->next)
             if (j->err == 0)
                 j->err = e;
     }
+    delta->batches++;
+    delta->batches_syncfs += by_fs;
+    delta->files += nfiles;
     for (struct spool_job *j = batch; j; j = j->next) {
         if (j->fd >= 0)
             close(j->fd);
@@ -452,11 +601,17 @@ static void *spool_sync_main(void *arg)
         }
         struct spool_job *batch = sp->todo;
         sp->todo = sp->todo_tail = NULL;
+        bool fs_sync = sp->fs_sync;
         pthread_mutex_unlock(&sp->lock);
 
-        spool_sync_batch(sp, batch);
+        struct spool_stats delta = {0};
+        spool_sync_batch(sp, batch, fs_sync, &delta);
 
         pthread_mutex_lock(&sp->lock);
+        sp->stats.batches += delta.batches;
+        sp->stats.batches_syncfs += delta.batches_syncfs;
+        sp->stats.files += delta.files;
+        sp->stats.syncfs_slow += delta.syncfs_slow;
         struct spool_job *last = batch;
         while (last->next)
             last = last->next;

@@ -2,12 +2,13 @@
  * spool.h - the durable on-disk queue.
  *
  * A message is written to spool/tmp/ (created O_EXCL), then committed by
- * the sync thread: fdatasync the file, rename it into spool/queue/ without
- * replacing anything, fsync the queue directory. Only then does the commit
- * callback run on the event loop, and only then may smtpd say 250.
- * Commits from concurrent sessions are batched (group commit): the sync
- * thread starts write-back for every file of a batch before it waits for
- * any, so one journal commit carries many messages.
+ * the sync thread: rename it into spool/queue/ without replacing anything,
+ * make the file durable, fsync the queue directory. Only then does the
+ * commit callback run on the event loop, and only then may smtpd say 250.
+ * Commits from concurrent sessions are batched (group commit): a batch of
+ * several files is made durable with one syncfs() of the spool filesystem
+ * (one disk-cache flush) while the system holds little dirty data, else
+ * with write-back started for every file before each is fdatasync'ed.
  *
  * File format: docs/queue-format.md. A file is valid only if it ends with
  * its "end" record, so a torn file can never be mistaken for a message.
@@ -78,6 +79,26 @@ const char *spool_queue_dir(const struct spool *sp);
 /* Group-commit window: the sync thread waits this long after the first
  * commit of a batch for others to join (0: no wait). */
 void spool_set_gather(struct spool *sp, unsigned usec);
+/* spool_sync: true = auto (syncfs for batches, see spool.c), false =
+ * always one fdatasync per file. */
+void spool_set_sync(struct spool *sp, bool fs_sync);
+
+/* What the sync thread has done (for tests and diagnostics). */
+struct spool_stats {
+    uint64_t batches;          /* commits of one or more files */
+    uint64_t batches_syncfs;   /* ...made durable with one syncfs */
+    uint64_t files;
+    uint64_t syncfs_slow;      /* slow syncfs calls (each starts a back-off) */
+};
+void spool_get_stats(struct spool *sp, struct spool_stats *out);
+
+/* Pure helpers of the batch sync decision (exposed for tests): Dirty: +
+ * Writeback: of a /proc/meminfo text in kB, -1 if malformed; and whether a
+ * batch goes through syncfs. */
+long spool_meminfo_dirty_kb(const char *text);
+bool spool_sync_by_fs(bool fs_sync, size_t nfiles, long dirty_kb, uint64_t now_ms,
+                      uint64_t backoff_until_ms);
+
 /* Number of messages in the queue directory at open time. */
 size_t spool_initial_count(const struct spool *sp);
 

@@ -1,7 +1,9 @@
 /*
  * test_spool.c - queue file records: round trip, self-validation (a file
  * without its end record is never a message), queue id ordering, and a
- * real commit through the sync thread.
+ * real commit through the sync thread, batches made durable by syncfs or
+ * per-file fdatasync, and the /proc/meminfo parser that decides between
+ * them (with hostile input).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +11,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <event2/event.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,6 +163,121 @@ static void test_commit(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+static void test_meminfo_parse(void **state)
+{
+    const char *real = "MemTotal:       24576000 kB\nMemFree:        1000 kB\n"
+                       "Dirty:              1234 kB\nWriteback:            16 kB\n"
+                       "AnonPages:      5 kB\n";
+    assert_int_equal(spool_meminfo_dirty_kb(real), 1250);
+    assert_int_equal(spool_meminfo_dirty_kb("Writeback: 0 kB\nDirty: 7 kB"), 7);
+    /* WritebackTmp: must not be taken for Writeback: */
+    assert_int_equal(spool_meminfo_dirty_kb("WritebackTmp: 9 kB\nDirty: 1 kB\n"), -1);
+    assert_int_equal(spool_meminfo_dirty_kb(""), -1);
+    assert_int_equal(spool_meminfo_dirty_kb("Dirty: 5 kB\n"), -1);           /* half */
+    assert_int_equal(spool_meminfo_dirty_kb("Dirty: x kB\nWriteback: 0 kB\n"), -1);
+    assert_int_equal(spool_meminfo_dirty_kb("Dirty: -5 kB\nWriteback: 0 kB\n"), -1);
+    assert_int_equal(spool_meminfo_dirty_kb("Dirty: 5 MB\nWriteback: 0 kB\n"), -1);
+    assert_int_equal(spool_meminfo_dirty_kb("Dirty: 5\nWriteback: 0 kB\n"), -1);
+    assert_int_equal(spool_meminfo_dirty_kb(
+                         "Dirty: 99999999999999999999999999 kB\nWriteback: 0 kB\n"), -1);
+    char big[64];
+    snprintf(big, sizeof(big), "Dirty: %ld kB\nWriteback: %ld kB\n", LONG_MAX / 10 * 9,
+             LONG_MAX / 10 * 9);
+    assert_int_equal(spool_meminfo_dirty_kb(big), -1);                       /* sum overflows */
+    assert_int_equal(spool_meminfo_dirty_kb("\n\n\nDirty:\t3 kB\nWriteback:   4 kB"), 7);
+    char junk[256];
+    for (size_t i = 0; i < sizeof(junk) - 1; i++)
+        junk[i] = (char)(1 + (i * 37) % 255);
+    junk[sizeof(junk) - 1] = '\0';
+    assert_int_equal(spool_meminfo_dirty_kb(junk), -1);
+}
+
+static void test_sync_decision(void **state)
+{
+    assert_true(spool_sync_by_fs(true, 2, 0, 1000, 0));
+    assert_true(spool_sync_by_fs(true, 50, 64 * 1024, 1000, 1000));
+    assert_false(spool_sync_by_fs(false, 50, 0, 1000, 0));        /* spool_sync = fdatasync */
+    assert_false(spool_sync_by_fs(true, 1, 0, 1000, 0));          /* one file */
+    assert_false(spool_sync_by_fs(true, 50, 64 * 1024 + 1, 1000, 0));  /* much dirty data */
+    assert_false(spool_sync_by_fs(true, 50, -1, 1000, 0));        /* unknown */
+    assert_false(spool_sync_by_fs(true, 50, 0, 1000, 1001));      /* backing off */
+}
+
+static long system_dirty_kb(void)
+{
+    char text[16384];
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (f == NULL)
+        return -1;
+    size_t n = fread(text, 1, sizeof(text) - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    return spool_meminfo_dirty_kb(text);
+}
+
+/* n messages committed together (a gather window makes them one batch). */
+static void commit_batch(const char *dir, bool fs_sync, int n, struct spool_stats *st)
+{
+    struct event_base *base = event_base_new();
+    char err[256];
+    struct spool *sp = spool_open(dir, base, err, sizeof(err));
+    assert_non_null(sp);
+    spool_set_sync(sp, fs_sync);
+    spool_set_gather(sp, 100000);
+    commits_seen = 0;
+    char qids[16][QID_LEN + 1];
+    for (int i = 0; i < n; i++) {
+        struct spool_envelope env;
+        make_env(&env);
+        spool_new_qid(env.qid);
+        memcpy(qids[i], env.qid, sizeof(qids[i]));
+        struct spool_writer w;
+        assert_int_equal(spool_writer_open(sp, env.qid, &w), 0);
+        spool_writer_envelope(&w, &env);
+        spool_writer_write(&w, "Subject: b\r\n\r\nbatch\r\n", 21);
+        assert_int_equal(spool_writer_finish(&w), 0);
+        spool_commit(sp, &w, (uint64_t)i, on_commit);
+        spool_envelope_free(&env);
+    }
+    while (commits_seen < n)
+        event_base_loop(base, EVLOOP_ONCE);
+    assert_int_equal(last_err, 0);
+    for (int i = 0; i < n; i++) {
+        char path[700];
+        struct spool_envelope back;
+        snprintf(path, sizeof(path), "%s/queue/%s", dir, qids[i]);
+        assert_int_equal(spool_read_file(path, &back, err, sizeof(err)), 0);
+        assert_int_equal(back.content_length, 21);
+        spool_envelope_free(&back);
+    }
+    spool_get_stats(sp, st);
+    spool_close(sp);
+    event_base_free(base);
+}
+
+static void test_batch_sync(void **state)
+{
+    char dir[] = "/tmp/sluice-spool-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    struct spool_stats st;
+    commit_batch(dir, false, 8, &st);
+    assert_int_equal(st.files, 8);
+    assert_int_equal(st.batches_syncfs, 0);              /* spool_sync = fdatasync */
+    long dirty = system_dirty_kb();
+    commit_batch(dir, true, 8, &st);
+    assert_int_equal(st.files, 8);
+    assert_true(st.batches >= 1 && st.batches <= 8);
+    if (dirty >= 0 && dirty < 16 * 1024)                 /* a quiet system */
+        assert_true(st.batches_syncfs >= 1);
+    else
+        print_message("system has %ld kB dirty: syncfs not asserted\n", dirty);
+    commit_batch(dir, true, 1, &st);                     /* one file: fdatasync */
+    assert_int_equal(st.batches_syncfs, 0);
+    char cmd[700];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -167,6 +285,9 @@ int main(void)
         cmocka_unit_test(test_truncation_detected),
         cmocka_unit_test(test_qid_order),
         cmocka_unit_test(test_commit),
+        cmocka_unit_test(test_meminfo_parse),
+        cmocka_unit_test(test_sync_decision),
+        cmocka_unit_test(test_batch_sync),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
