@@ -5,7 +5,9 @@
  * N threads, each with one persistent connection, send policy requests one
  * at a time (as Postfix's smtpd does) and time each answer. The request
  * stream is deterministic, so two services get exactly the same requests:
- *   new     every request a new triplet (sender and recipient unique)
+ *   new     every request a new triplet (sender and recipient unique;
+ *           OFFSET shifts the numbering, so later runs against the same
+ *           service are new too)
  *   repeat  100 triplets asked again and again
  * Client addresses cycle through 1,000 addresses of 127.40.0.0/16.
  *
@@ -18,7 +20,7 @@
  * threads block in read(). The same rule applies to every service measured;
  * the output says which was used (wait=spin|block).
  *
- * usage: policy_load HOST PORT CONNS REQUESTS new|repeat [MAX_SECONDS] [TAG]
+ * usage: policy_load HOST PORT CONNS REQUESTS new|repeat [MAX_SECONDS] [TAG] [OFFSET]
  * prints: TAG conns=N mode=M requests=R seconds=S rate=D/s p50_us=A p99_us=B
  */
 #include <arpa/inet.h>
@@ -40,6 +42,7 @@ struct load {
     int port;
     long requests;
     int repeat;
+    long offset;
     double max_seconds;
     atomic_long next;
     double start;
@@ -77,9 +80,9 @@ static int connect_to(const char *host, int port)
     return fd;
 }
 
-static int build(char *out, size_t len, long i, int repeat)
+static int build(char *out, size_t len, long i, int repeat, long offset)
 {
-    long k = repeat ? i % 100 : i;
+    long k = repeat ? i % 100 : offset + i;
     return snprintf(out, len,
         "request=smtpd_access_policy\nprotocol_state=RCPT\nprotocol_name=ESMTP\n"
         "client_address=127.40.%ld.%ld\nclient_name=unknown\nreverse_client_name=unknown\n"
@@ -136,7 +139,7 @@ static void *run(void *arg)
         long i = atomic_fetch_add(&ld->next, 1);
         if (i >= ld->requests || now_s() - ld->start > ld->max_seconds)
             break;
-        int n = build(req, sizeof(req), i, ld->repeat);
+        int n = build(req, sizeof(req), i, ld->repeat, ld->offset);
         double t0 = now_s();
         if (write(fd, req, (size_t)n) != n || read_answer(fd) < 0) {
             w->failed = 1;
@@ -158,13 +161,15 @@ static int cmp_long(const void *a, const void *b)
 int main(int argc, char **argv)
 {
     if (argc < 6) {
-        fprintf(stderr, "usage: policy_load HOST PORT CONNS REQUESTS new|repeat [MAX_SECONDS] [TAG]\n");
+        fprintf(stderr, "usage: policy_load HOST PORT CONNS REQUESTS new|repeat [MAX_SECONDS] "
+                "[TAG] [OFFSET]\n");
         return 2;
     }
     struct load ld = {.host = argv[1], .port = (int)strtol(argv[2], NULL, 10),
                       .requests = strtol(argv[4], NULL, 10),
                       .repeat = strcmp(argv[5], "repeat") == 0,
-                      .max_seconds = argc > 6 ? strtod(argv[6], NULL) : 60};
+                      .max_seconds = argc > 6 ? strtod(argv[6], NULL) : 60,
+                      .offset = argc > 8 ? strtol(argv[8], NULL, 10) : 0};
     int conns = (int)strtol(argv[3], NULL, 10);
     spin_wait = conns < sysconf(_SC_NPROCESSORS_ONLN);
     const char *tag = argc > 7 ? argv[7] : "load";
