@@ -23,6 +23,7 @@
 #include "greylist/greylist.h"
 #include "greylist/policy_attr.h"
 #include "lib/buf.h"
+#include "lib/clock.h"
 #include "lib/config.h"
 #include "lib/dict.h"
 #include "lib/dns.h"
@@ -44,7 +45,6 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sched.h>
-#include <time.h>
 #include <unistd.h>
 
 #define POLICY_IDLE_TIMEOUT 600    /* seconds without a request */
@@ -573,13 +573,6 @@ static void policy_signal_cb(evutil_socket_t sig, short what, void *arg)
 /* ---------------------------------------------------------------------- */
 /* the loop                                                                */
 
-static uint64_t policy_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 /* Poll for the next request for up to srv->poll_us before sleeping: true
  * when something happened. A client on another CPU answers an answer
  * within tens of microseconds, but waking a sleeping event loop costs more
@@ -591,14 +584,14 @@ static bool policy_poll(struct pserver *srv)
     if (srv->poll_us == 0)
         return false;
     unsigned long reads = srv->nreads;
-    uint64_t end = policy_now_us() + srv->poll_us;
+    uint64_t end = clock_mono_us() + srv->poll_us;
     do {
         if (event_base_loop(srv->base, EVLOOP_NONBLOCK) != 0)
             return false;
         if (srv->nreads != reads || srv->flush_head || srv->stopping)
             return true;
         sched_yield();
-    } while (policy_now_us() < end);
+    } while (clock_mono_us() < end);
     return false;
 }
 
@@ -608,9 +601,9 @@ static bool policy_poll(struct pserver *srv)
  * it, so sparse traffic keeps it at 0 and an idle server never spins. */
 static int policy_wait(struct pserver *srv)
 {
-    uint64_t max = srv->cfg->policy_poll_us, t0 = max ? policy_now_us() : 0;
+    uint64_t max = srv->cfg->policy_poll_us, t0 = max ? clock_mono_us() : 0;
     int rc = event_base_loop(srv->base, EVLOOP_ONCE);
-    if (max && policy_now_us() - t0 <= max)
+    if (max && clock_mono_us() - t0 <= max)
         srv->poll_us = srv->poll_us ? srv->poll_us * 2 : POLICY_POLL_START_US;
     else
         srv->poll_us /= 2;

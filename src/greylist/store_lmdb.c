@@ -33,6 +33,7 @@
  * Stored value: "<expiry unix time> <payload>".
  */
 #include "greylist/store.h"
+#include "lib/clock.h"
 #include "lib/fsutil.h"
 #include "lib/dict.h"
 #include "lib/log.h"
@@ -202,13 +203,6 @@ static void lmdb_gather(struct lmdb_store *s)
         ;
 }
 
-static uint64_t lmdb_thread_cpu_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 /* The next window from what the last commit cost: commit CPU at most
  * LMDB_DUTY_PCT of the window (see the header comment). */
 unsigned lmdb_next_window(uint64_t commit_cpu_us)
@@ -246,9 +240,9 @@ static void *lmdb_writer(void *arg)
         s->head = s->tail = NULL;
         s->queued = 0;
         pthread_mutex_unlock(&s->mu);
-        uint64_t cpu0 = lmdb_thread_cpu_us();
+        uint64_t cpu0 = clock_thread_cpu_us();
         int rc = lmdb_commit(s, batch);
-        s->window_ms = lmdb_next_window(lmdb_thread_cpu_us() - cpu0);
+        s->window_ms = lmdb_next_window(clock_thread_cpu_us() - cpu0);
         if (rc != 0)
             log_svc_warn("greylist", "LMDB commit failed: %s", mdb_strerror(rc));
         s->failed = rc != 0;

@@ -4,21 +4,19 @@
  * failure list; plus the shared counters and the throttle they feed.
  */
 #include "tools/migrate.h"
+#include "lib/clock.h"
 #include "lib/jsonw.h"
 #include "lib/xalloc.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define MIG_LIST_MAX 1000       /* failures and missing messages kept */
 
 double mig_now(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    return (double)clock_mono_us() / 1e6;
 }
 
 void mig_tally_init(struct mig_tally *t)

@@ -13,6 +13,7 @@
  * everything on one thread, line by line.
  */
 #include "tools/report.h"
+#include "lib/clock.h"
 #include "lib/xalloc.h"
 
 #include <errno.h>
@@ -70,7 +71,7 @@ struct rpi_file {
 
 struct rpi_progress {
     bool on, shown;
-    struct timespec last;
+    uint64_t last_us;
     uint64_t bytes;
 };
 
@@ -158,13 +159,10 @@ static void progress(struct rp_ctx *c, struct rpi_progress *p, bool final)
 {
     if (!p->on)
         return;
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    double dt = (double)(now.tv_sec - p->last.tv_sec) +
-                (double)(now.tv_nsec - p->last.tv_nsec) / 1e9;
-    if (!final && dt < 0.5)
+    uint64_t now = clock_mono_us();
+    if (!final && now - p->last_us < 500000)
         return;
-    p->last = now;
+    p->last_us = now;
     fprintf(stderr, "\rsluice report: %llu lines, %llu MB, %zu messages open   ",
             (unsigned long long)c->lst.lines, (unsigned long long)(p->bytes >> 20),
             atomic_load_explicit(&c->open_now, memory_order_relaxed));
@@ -475,8 +473,8 @@ int rpi_run(struct rp_ctx *c, char **files, int nfiles)
     if (nfiles > 1)
         qsort(f, (size_t)nfiles, sizeof(*f), file_cmp);
     set_reference(c, &f[0]);
-    struct rpi_progress pr = {.on = c->o->progress || isatty(STDERR_FILENO)};
-    clock_gettime(CLOCK_MONOTONIC, &pr.last);
+    struct rpi_progress pr = {.on = c->o->progress || isatty(STDERR_FILENO),
+                              .last_us = clock_mono_us()};
     struct rpi_pipe p;
     pipe_start(&p, c);
     int rc = 0;
