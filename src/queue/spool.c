@@ -17,6 +17,7 @@
  * switches the spool to per-file fdatasync for a minute (logged).
  */
 #include "queue/spool.h"
+#include "lib/clock.h"
 #include "lib/fsutil.h"
 #include "lib/log.h"
 #include "lib/strutil.h"
@@ -34,7 +35,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/time.h>
-#include <time.h>
 #include <unistd.h>
 
 #define SPOOL_WRITE_CHUNK (64 * 1024)
@@ -426,13 +426,6 @@ static void job_write_mem(struct spool_job *j)
 /* ---------------------------------------------------------------------- */
 /* how a batch is made durable                                             */
 
-static uint64_t spool_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* One "Key:   123 kB" line of /proc/meminfo; -1 if absent or malformed. */
 static long meminfo_field_kb(const char *text, const char *key)
 {
@@ -470,11 +463,14 @@ long spool_meminfo_dirty_kb(const char *text)
     return dirty + wb;
 }
 
-bool spool_sync_by_fs(bool fs_sync, size_t nfiles, long dirty_kb, uint64_t now_ms,
-                      uint64_t backoff_until_ms)
+bool spool_sync_by_fs(bool fs_sync, size_t nfiles, uint64_t now_ms, uint64_t backoff_until_ms)
 {
-    return fs_sync && nfiles >= 2 && now_ms >= backoff_until_ms && dirty_kb >= 0 &&
-           dirty_kb <= SPOOL_SYNCFS_DIRTY_MAX_KB;
+    return fs_sync && nfiles >= 2 && now_ms >= backoff_until_ms;
+}
+
+bool spool_dirty_ok(long dirty_kb)
+{
+    return dirty_kb >= 0 && dirty_kb <= SPOOL_SYNCFS_DIRTY_MAX_KB;
 }
 
 /* The system's dirty data (kB), read again at most every
@@ -499,9 +495,9 @@ static long spool_dirty_kb(struct spool *sp, uint64_t now)
 /* syncfs of the spool filesystem; a slow one starts the back-off. */
 static int spool_syncfs(struct spool *sp, struct spool_stats *delta)
 {
-    uint64_t t0 = spool_now_ms();
+    uint64_t t0 = clock_mono_us() / 1000;
     int rc = syncfs(sp->queue_dir_fd) < 0 ? errno : 0;
-    uint64_t took = spool_now_ms() - t0;
+    uint64_t took = clock_mono_us() / 1000 - t0;
     if (took > SPOOL_SYNCFS_SLOW_MS) {
         sp->backoff_until_ms = t0 + took + SPOOL_SYNCFS_BACKOFF_S * 1000u;
         delta->syncfs_slow++;
@@ -538,11 +534,9 @@ static void spool_sync_batch(struct spool *sp, struct spool_job *batch, bool fs_
         j->mem = NULL;
         nfiles += j->err == 0;
     }
-    uint64_t now = spool_now_ms();
-    /* (the cheap tests first: a single file never reads /proc/meminfo) */
-    bool by_fs = fs_sync && nfiles >= 2 &&
-                 spool_sync_by_fs(fs_sync, nfiles, spool_dirty_kb(sp, now), now,
-                                  sp->backoff_until_ms);
+    uint64_t now = clock_mono_us() / 1000;
+    bool by_fs = spool_sync_by_fs(fs_sync, nfiles, now, sp->backoff_until_ms) &&
+                 spool_dirty_ok(spool_dirty_kb(sp, now));
     /* With one file, its fdatasync starts the write-back itself. */
     if (!by_fs && nfiles >= 2)
         for (struct spool_job *j = batch; j; j = j->next)

@@ -93,11 +93,12 @@ struct spool_stats {
 void spool_get_stats(struct spool *sp, struct spool_stats *out);
 
 /* Pure helpers of the batch sync decision (exposed for tests): Dirty: +
- * Writeback: of a /proc/meminfo text in kB, -1 if malformed; and whether a
- * batch goes through syncfs. */
+ * Writeback: of a /proc/meminfo text in kB, -1 if malformed; whether a
+ * batch may go through syncfs (mode, size, back-off); and whether that
+ * much dirty data allows it (checked second: it reads /proc/meminfo). */
 long spool_meminfo_dirty_kb(const char *text);
-bool spool_sync_by_fs(bool fs_sync, size_t nfiles, long dirty_kb, uint64_t now_ms,
-                      uint64_t backoff_until_ms);
+bool spool_sync_by_fs(bool fs_sync, size_t nfiles, uint64_t now_ms, uint64_t backoff_until_ms);
+bool spool_dirty_ok(long dirty_kb);
 
 /* Number of messages in the queue directory at open time. */
 size_t spool_initial_count(const struct spool *sp);

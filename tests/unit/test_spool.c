@@ -192,15 +192,21 @@ static void test_meminfo_parse(void **state)
     assert_int_equal(spool_meminfo_dirty_kb(junk), -1);
 }
 
+/* The whole decision as the sync thread makes it. */
+static bool by_fs(bool fs_sync, size_t nfiles, long dirty_kb, uint64_t now, uint64_t backoff)
+{
+    return spool_sync_by_fs(fs_sync, nfiles, now, backoff) && spool_dirty_ok(dirty_kb);
+}
+
 static void test_sync_decision(void **state)
 {
-    assert_true(spool_sync_by_fs(true, 2, 0, 1000, 0));
-    assert_true(spool_sync_by_fs(true, 50, 64 * 1024, 1000, 1000));
-    assert_false(spool_sync_by_fs(false, 50, 0, 1000, 0));        /* spool_sync = fdatasync */
-    assert_false(spool_sync_by_fs(true, 1, 0, 1000, 0));          /* one file */
-    assert_false(spool_sync_by_fs(true, 50, 64 * 1024 + 1, 1000, 0));  /* much dirty data */
-    assert_false(spool_sync_by_fs(true, 50, -1, 1000, 0));        /* unknown */
-    assert_false(spool_sync_by_fs(true, 50, 0, 1000, 1001));      /* backing off */
+    assert_true(by_fs(true, 2, 0, 1000, 0));
+    assert_true(by_fs(true, 50, 64 * 1024, 1000, 1000));
+    assert_false(by_fs(false, 50, 0, 1000, 0));        /* spool_sync = fdatasync */
+    assert_false(by_fs(true, 1, 0, 1000, 0));          /* one file */
+    assert_false(by_fs(true, 50, 64 * 1024 + 1, 1000, 0));  /* much dirty data */
+    assert_false(by_fs(true, 50, -1, 1000, 0));        /* unknown */
+    assert_false(by_fs(true, 50, 0, 1000, 1001));      /* backing off */
 }
 
 static long system_dirty_kb(void)
