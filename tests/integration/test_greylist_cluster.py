@@ -82,10 +82,16 @@ class ClusterTest(unittest.TestCase):
         self.assertRegex(data, r"Received: [^\n]*\n(\t[^\n]*\n)*X-Greylist: delayed \d+ seconds by sluice")
         self.assertIn("pool=spf:cluster.test, pool_kind=spf, spf=pass", self.srv.log())
         # stats: every passed triplet was seen from two client addresses
-        p = subprocess.run([SLUICE, "greylist", "-c", self.srv.conf_path, "stats", "--json"],
-                           capture_output=True, text=True, timeout=60)
-        self.assertEqual(p.returncode, 0, p.stderr)
-        st = json.loads(p.stdout)
+        # (the CLI reads committed data, one writer window behind the server)
+        deadline = time.monotonic() + 10
+        while True:
+            p = subprocess.run([SLUICE, "greylist", "-c", self.srv.conf_path, "stats", "--json"],
+                               capture_output=True, text=True, timeout=60)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            st = json.loads(p.stdout)
+            if st["passed"] == MESSAGES or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         self.assertEqual(st["passed"], MESSAGES)
         self.assertEqual(st["pending"], 0)
         self.assertGreater(st["client_ips_per_passed_triplet_mean"], 1.9)
