@@ -50,7 +50,7 @@ static const struct cfg_def cfg_defs[] = {
     {"smtpd_bare_newline", CFG_ENUM, "normalize", F(smtpd_bare_newline), "normalize|reject"},
     {"smtpd_shutdown_timeout", CFG_TIME, "30s", F(smtpd_shutdown_timeout), NULL},
     {"spool_sync_delay_us", CFG_INT, "0", F(spool_sync_delay_us), NULL},
-    {"spool_sync", CFG_ENUM, "auto", F(spool_sync), "auto|fdatasync"},
+    {"spool_sync", CFG_ENUM, "journal", F(spool_sync), "journal|auto|fdatasync"},
     {"queue_delivery", CFG_BOOL, "yes", F(queue_delivery), NULL},
     {"dns_resolver", CFG_STR, "system", F(dns_resolver), NULL},
     {"maildir_base", CFG_STR, "./var/mail", F(maildir_base), NULL},

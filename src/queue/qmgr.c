@@ -92,6 +92,7 @@ static struct qmsg *msg_load(struct qmgr *q, const char *qid)
 
 void qmgr_remove(struct qmgr *q, struct qmsg *m)
 {
+    spool_forget(q->spool, m->qid);   /* first: a replay must not revive it */
     unlink(m->path);
     unlink(m->state_path);
     log_svc("qmgr", "%s: removed", m->qid);

@@ -5,10 +5,14 @@
  * the sync thread: rename it into spool/queue/ without replacing anything,
  * make the file durable, fsync the queue directory. Only then does the
  * commit callback run on the event loop, and only then may smtpd say 250.
- * Commits from concurrent sessions are batched (group commit): a batch of
- * several files is made durable with one syncfs() of the spool filesystem
- * (one disk-cache flush) while the system holds little dirty data, else
- * with write-back started for every file before each is fdatasync'ed.
+ * Commits from concurrent sessions are batched (group commit): by default
+ * a batch is made durable by appending its messages to the commit journal
+ * and fdatasync'ing that (queue/journal.h); the queue files themselves
+ * become durable later, at a checkpoint. Otherwise (spool_sync = auto, or
+ * messages too large for the journal) a batch of several files is made
+ * durable with one syncfs() of the spool filesystem while the system holds
+ * little dirty data, else with write-back started for every file before
+ * each is fdatasync'ed.
  *
  * File format: docs/queue-format.md. A file is valid only if it ends with
  * its "end" record, so a torn file can never be mistaken for a message.
@@ -79,14 +83,23 @@ const char *spool_queue_dir(const struct spool *sp);
 /* Group-commit window: the sync thread waits this long after the first
  * commit of a batch for others to join (0: no wait). */
 void spool_set_gather(struct spool *sp, unsigned usec);
-/* spool_sync: true = auto (syncfs for batches, see spool.c), false =
- * always one fdatasync per file. */
-void spool_set_sync(struct spool *sp, bool fs_sync);
+/* spool_sync: journal = one journal append + fdatasync per batch
+ * (queue/journal.h; files too large for it as with auto), auto = syncfs
+ * for batches of several files (see spool.c), fdatasync = one fdatasync
+ * per file. */
+enum spool_sync_mode { SPOOL_SYNC_JOURNAL, SPOOL_SYNC_AUTO, SPOOL_SYNC_FDATASYNC };
+void spool_set_sync(struct spool *sp, enum spool_sync_mode mode);
+/* Parse a spool_sync value; -1 if unknown. */
+int spool_sync_mode_parse(const char *s);
+/* A message leaves the queue (delivered, bounced, deleted): tell the
+ * journal before its file is unlinked, so a replay never brings it back. */
+void spool_forget(struct spool *sp, const char *qid);
 
 /* What the sync thread has done (for tests and diagnostics). */
 struct spool_stats {
     uint64_t batches;          /* commits of one or more files */
     uint64_t batches_syncfs;   /* ...made durable with one syncfs */
+    uint64_t batches_journal;  /* ...whose in-memory messages went to the journal */
     uint64_t files;
     uint64_t syncfs_slow;      /* slow syncfs calls (each starts a back-off) */
 };

@@ -275,7 +275,7 @@ static void reload(struct smtpd *srv)
         SSL_CTX_free(srv->tls_ctx); /* live SSL objects keep their own ref */
     srv->tls_ctx = ctx;
     spool_set_gather(srv->spool, (unsigned)c->spool_sync_delay_us);
-    spool_set_sync(srv->spool, strcmp(c->spool_sync, "auto") == 0);
+    spool_set_sync(srv->spool, (enum spool_sync_mode)spool_sync_mode_parse(c->spool_sync));
     open_logs(c, false);
     log_svc("master", "reload -- configuration %s", c->path ? c->path : "(built-in defaults)");
 }
@@ -420,7 +420,7 @@ int smtpd_main(const char *config_path, bool daemonize)
     if (srv.spool == NULL)
         goto fatal;
     spool_set_gather(srv.spool, (unsigned)srv.cfg->spool_sync_delay_us);
-    spool_set_sync(srv.spool, strcmp(srv.cfg->spool_sync, "auto") == 0);
+    spool_set_sync(srv.spool, (enum spool_sync_mode)spool_sync_mode_parse(srv.cfg->spool_sync));
     srv.tls_ctx = load_tls(srv.cfg, err, sizeof(err));
     if (srv.tls_ctx == NULL && strcmp(srv.cfg->smtpd_tls_security_level, "none") != 0)
         goto fatal;

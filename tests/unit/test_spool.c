@@ -222,13 +222,14 @@ static long system_dirty_kb(void)
 }
 
 /* n messages committed together (a gather window makes them one batch). */
-static void commit_batch(const char *dir, bool fs_sync, int n, struct spool_stats *st)
+static void commit_batch(const char *dir, enum spool_sync_mode mode, int n,
+                         struct spool_stats *st)
 {
     struct event_base *base = event_base_new();
     char err[256];
     struct spool *sp = spool_open(dir, base, err, sizeof(err));
     assert_non_null(sp);
-    spool_set_sync(sp, fs_sync);
+    spool_set_sync(sp, mode);
     spool_set_gather(sp, 100000);
     commits_seen = 0;
     char qids[16][QID_LEN + 1];
@@ -266,19 +267,30 @@ static void test_batch_sync(void **state)
     char dir[] = "/tmp/sluice-spool-XXXXXX";
     assert_non_null(mkdtemp(dir));
     struct spool_stats st;
-    commit_batch(dir, false, 8, &st);
+    commit_batch(dir, SPOOL_SYNC_FDATASYNC, 8, &st);
     assert_int_equal(st.files, 8);
     assert_int_equal(st.batches_syncfs, 0);              /* spool_sync = fdatasync */
+    assert_int_equal(st.batches_journal, 0);
+    commit_batch(dir, SPOOL_SYNC_JOURNAL, 8, &st);       /* the default */
+    assert_int_equal(st.files, 8);
+    assert_int_equal(st.batches_journal, st.batches);
+    assert_int_equal(st.batches_syncfs, 0);
     long dirty = system_dirty_kb();
-    commit_batch(dir, true, 8, &st);
+    commit_batch(dir, SPOOL_SYNC_AUTO, 8, &st);
     assert_int_equal(st.files, 8);
     assert_true(st.batches >= 1 && st.batches <= 8);
     if (dirty >= 0 && dirty < 16 * 1024)                 /* a quiet system */
         assert_true(st.batches_syncfs >= 1);
     else
         print_message("system has %ld kB dirty: syncfs not asserted\n", dirty);
-    commit_batch(dir, true, 1, &st);                     /* one file: fdatasync */
+    assert_int_equal(st.batches_journal, 0);
+    commit_batch(dir, SPOOL_SYNC_AUTO, 1, &st);          /* one file: fdatasync */
     assert_int_equal(st.batches_syncfs, 0);
+    assert_int_equal(spool_sync_mode_parse("journal"), SPOOL_SYNC_JOURNAL);
+    assert_int_equal(spool_sync_mode_parse("auto"), SPOOL_SYNC_AUTO);
+    assert_int_equal(spool_sync_mode_parse("fdatasync"), SPOOL_SYNC_FDATASYNC);
+    assert_int_equal(spool_sync_mode_parse("Journal"), -1);
+    assert_int_equal(spool_sync_mode_parse(""), -1);
     char cmd[700];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     assert_int_equal(system(cmd), 0);

@@ -1,0 +1,776 @@
+/*
+ * journal.c - the spool's commit journal (see journal.h for why and the
+ * protocol, docs/queue-format.md for the on-disk format).
+ *
+ * Threads: journal_commit_start/wait run on the spool's sync thread,
+ * journal_forget on the event loop, the flusher and the checkpointer on
+ * their own threads. `mu` guards the write position, the sequence
+ * counters and the segment states; record bytes are written under it
+ * (page cache only, microseconds) so the offsets never interleave. The
+ * flusher's fdatasync runs outside it, while the sync thread writes the
+ * batch's queue files: the disk wait and that CPU work overlap.
+ */
+#include "queue/journal.h"
+#include "lib/dict.h"
+#include "lib/fsutil.h"
+#include "lib/log.h"
+#include "lib/xalloc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#define QID_CHARS 16
+#define IOV_BATCH 512          /* records per pwritev (2 iovecs each + pad) */
+
+static const unsigned char rec_magic[4] = {'S', 'J', 'R', '1'};
+static const unsigned char ckpt_magic[4] = {'S', 'J', 'C', '1'};
+static const unsigned char zero_pad[8];
+
+enum seg_state { SEG_FREE, SEG_ACTIVE, SEG_CLOSED };
+
+struct journal {
+    char dir[512];
+    int dir_fd, queue_dir_fd, ckpt_fd, lock_fd;
+    int seg_fd[JOURNAL_SEGMENTS];
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    /* under mu */
+    unsigned active;
+    uint64_t off;                              /* write position in active */
+    uint64_t next_seq;
+    enum seg_state state[JOURNAL_SEGMENTS];
+    uint64_t seg_last[JOURNAL_SEGMENTS];       /* highest seq written there */
+    uint64_t ckpt_seq;
+    unsigned ckpt_writes;
+    bool stopping;
+    pthread_t ckpt_thread;
+    bool ckpt_started;
+    /* flusher (under mu): records up to written_seq are in the page cache,
+     * up to synced_seq on disk; a failed fdatasync fails every record it
+     * covered (last_fail_seq, the highest such), even if a later one works */
+    pthread_cond_t flush_cv, done_cv;
+    uint64_t written_seq, synced_seq, last_fail_seq;
+    int fail_err;
+    bool seg_dirty[JOURNAL_SEGMENTS];
+    pthread_t flush_thread;
+    bool flush_started;
+};
+
+/* ---------------------------------------------------------------------- */
+/* record format                                                           */
+
+static void put32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void put64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint32_t get32(const unsigned char *p)
+{
+    uint32_t v = 0;
+    for (int i = 3; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static uint64_t get64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static bool qid_ok(const char *q)
+{
+    for (int i = 0; i < QID_CHARS; i++)
+        if (!((q[i] >= '0' && q[i] <= '9') || (q[i] >= 'A' && q[i] <= 'F')))
+            return false;
+    return true;
+}
+
+/* CRC-32 of the header without its crc field, then the payload. */
+static uint32_t rec_crc(const unsigned char *hdr, const void *payload, size_t len)
+{
+    uLong c = crc32(0L, Z_NULL, 0);
+    c = crc32(c, hdr, 12);
+    c = crc32(c, hdr + 16, JOURNAL_HDR_LEN - 16);
+    const unsigned char *p = payload;
+    while (len > 0) {              /* zlib takes a uInt length */
+        uInt k = len > (1u << 30) ? (1u << 30) : (uInt)len;
+        c = crc32(c, p, k);
+        p += k;
+        len -= k;
+    }
+    return (uint32_t)c;
+}
+
+size_t journal_record_size(size_t len)
+{
+    return JOURNAL_HDR_LEN + ((len + 7) & ~(size_t)7);
+}
+
+/* Layout: magic[4] type[1] zero[3] len[4] crc[4] seq[8] qid[16]. */
+size_t journal_encode_header(unsigned char hdr[JOURNAL_HDR_LEN], int type, uint64_t seq,
+                             const char *qid, const void *payload, size_t len)
+{
+    memset(hdr, 0, JOURNAL_HDR_LEN);
+    memcpy(hdr, rec_magic, 4);
+    hdr[4] = (unsigned char)type;
+    put32(hdr + 8, (uint32_t)len);
+    put64(hdr + 16, seq);
+    memcpy(hdr + 24, qid, QID_CHARS);
+    put32(hdr + 12, rec_crc(hdr, payload, len));
+    return JOURNAL_HDR_LEN;
+}
+
+size_t journal_parse(const unsigned char *p, size_t len, journal_record_cb cb, void *arg)
+{
+    size_t pos = 0;
+    uint64_t prev = 0;
+    while (len - pos >= JOURNAL_HDR_LEN) {
+        const unsigned char *h = p + pos;
+        int type = h[4];
+        uint32_t plen = get32(h + 8);
+        uint64_t seq = get64(h + 16);
+        if (memcmp(h, rec_magic, 4) != 0 || h[5] || h[6] || h[7] ||
+            (type != JOURNAL_REC_MESSAGE && type != JOURNAL_REC_GONE) ||
+            plen > JOURNAL_RECORD_MAX || (type == JOURNAL_REC_GONE && plen != 0) ||
+            journal_record_size(plen) > len - pos || seq <= prev ||
+            !qid_ok((const char *)h + 24) ||
+            rec_crc(h, h + JOURNAL_HDR_LEN, plen) != get32(h + 12))
+            break;
+        char qid[QID_CHARS + 1];
+        memcpy(qid, h + 24, QID_CHARS);
+        qid[QID_CHARS] = '\0';
+        if (cb)
+            cb(arg, type, seq, qid, h + JOURNAL_HDR_LEN, plen);
+        prev = seq;
+        pos += journal_record_size(plen);
+    }
+    return pos;
+}
+
+/* Slot: magic[4] zero[4] seq[8] crc[4] of the first 16 bytes, zeros. */
+void journal_encode_checkpoint(unsigned char slot[JOURNAL_CKPT_SLOT], uint64_t seq)
+{
+    memset(slot, 0, JOURNAL_CKPT_SLOT);
+    memcpy(slot, ckpt_magic, 4);
+    put64(slot + 8, seq);
+    put32(slot + 16, (uint32_t)crc32(crc32(0L, Z_NULL, 0), slot, 16));
+}
+
+uint64_t journal_parse_checkpoint(const unsigned char *p, size_t len)
+{
+    uint64_t best = 0;
+    for (size_t off = 0; off + JOURNAL_CKPT_SLOT <= len && off < 2 * JOURNAL_CKPT_SLOT;
+         off += JOURNAL_CKPT_SLOT) {
+        const unsigned char *s = p + off;
+        if (memcmp(s, ckpt_magic, 4) != 0 ||
+            get32(s + 16) != (uint32_t)crc32(crc32(0L, Z_NULL, 0), s, 16))
+            continue;
+        uint64_t seq = get64(s + 8);
+        if (seq > best)
+            best = seq;
+    }
+    return best;
+}
+
+/* ---------------------------------------------------------------------- */
+/* files                                                                   */
+
+static int read_all(int fd, unsigned char **out, size_t *outlen)
+{
+    struct stat stt;
+    *out = NULL;
+    *outlen = 0;
+    if (fstat(fd, &stt) < 0)
+        return -1;
+    if (stt.st_size <= 0)
+        return 0;
+    if ((uint64_t)stt.st_size > (uint64_t)JOURNAL_SEGMENT_MAX * 64) {
+        errno = EFBIG;
+        return -1;
+    }
+    size_t size = (size_t)stt.st_size;
+    unsigned char *b = xmalloc(size);
+    size_t got = 0;
+    while (got < size) {
+        ssize_t n = pread(fd, b + got, size - got, (off_t)got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            free(b);
+            return -1;
+        }
+        if (n == 0)
+            break;
+        got += (size_t)n;
+    }
+    *out = b;
+    *outlen = got;
+    return 0;
+}
+
+static int write_all_at(int fd, const void *p, size_t len, off_t off)
+{
+    const unsigned char *c = p;
+    while (len > 0) {
+        ssize_t n = pwrite(fd, c, len, off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        c += n;
+        len -= (size_t)n;
+        off += n;
+    }
+    return 0;
+}
+
+/* Write the next checkpoint slot and make it durable. */
+static int ckpt_write(int fd, unsigned *writes, uint64_t seq)
+{
+    unsigned char slot[JOURNAL_CKPT_SLOT];
+    journal_encode_checkpoint(slot, seq);
+    off_t off = (off_t)((*writes)++ % 2) * JOURNAL_CKPT_SLOT;
+    if (write_all_at(fd, slot, sizeof(slot), off) < 0 || fdatasync(fd) < 0)
+        return -1;
+    return 0;
+}
+
+/* syncfs of the spool filesystem, then the queue/ directory (syncfs may
+ * flush the disk cache before the directory blocks it wrote have landed;
+ * the directory's own fsync waits for them and flushes again). */
+static int make_queue_durable(int queue_dir_fd)
+{
+    if (syncfs(queue_dir_fd) < 0 || fsync(queue_dir_fd) < 0)
+        return -1;
+    return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* replay                                                                  */
+
+struct replay_rec {
+    uint64_t seq;
+    char qid[QID_CHARS + 1];
+    const unsigned char *payload;
+    size_t len;
+};
+
+struct replay {
+    uint64_t after, max_seq;
+    struct replay_rec *v;
+    size_t n, cap;
+    struct dict gone;
+};
+
+static void replay_cb(void *arg, int type, uint64_t seq, const char *qid,
+                      const unsigned char *payload, size_t len)
+{
+    struct replay *r = arg;
+    if (seq > r->max_seq)
+        r->max_seq = seq;
+    if (seq <= r->after)
+        return;
+    if (type == JOURNAL_REC_GONE) {
+        dict_set(&r->gone, qid, (void *)1);
+        return;
+    }
+    if (r->n == r->cap) {
+        r->cap = r->cap ? r->cap * 2 : 256;
+        r->v = xrealloc(r->v, r->cap * sizeof(*r->v));
+    }
+    struct replay_rec *x = &r->v[r->n++];
+    x->seq = seq;
+    memcpy(x->qid, qid, sizeof(x->qid));
+    x->payload = payload;
+    x->len = len;
+}
+
+/* Does queue/QID hold exactly these bytes? */
+static bool file_matches(int queue_dir_fd, const char *qid, const unsigned char *p, size_t len)
+{
+    int fd = openat(queue_dir_fd, qid, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    unsigned char *b;
+    size_t blen;
+    bool same = read_all(fd, &b, &blen) == 0 && blen == len && (len == 0 || memcmp(b, p, len) == 0);
+    free(b);
+    close(fd);
+    return same;
+}
+
+/* Write the record's bytes back as queue/QID (via a temporary name). */
+static int restore_file(int queue_dir_fd, const struct replay_rec *x)
+{
+    char tmp[64];
+    snprintf(tmp, sizeof(tmp), ".%s.restore", x->qid);
+    int fd = openat(queue_dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -1;
+    if (write_all_at(fd, x->payload, x->len, 0) < 0 || fdatasync(fd) < 0) {
+        int e = errno;
+        close(fd);
+        unlinkat(queue_dir_fd, tmp, 0);
+        errno = e;
+        return -1;
+    }
+    close(fd);
+    return renameat(queue_dir_fd, tmp, queue_dir_fd, x->qid);
+}
+
+/* Replay with the lock held: restore, make the queue durable, checkpoint.
+ * Leaves the next sequence number in *next_seq. */
+static int replay_locked(int dir_fd, int queue_dir_fd, int ckpt_fd, unsigned *ckpt_writes,
+                         uint64_t *next_seq, struct journal_replay_stats *st,
+                         char *err, size_t errlen)
+{
+    memset(st, 0, sizeof(*st));
+    unsigned char *ck;
+    size_t cklen;
+    if (read_all(ckpt_fd, &ck, &cklen) < 0) {
+        snprintf(err, errlen, "cannot read the journal checkpoint: %s", strerror(errno));
+        return -1;
+    }
+    struct replay r = {.after = journal_parse_checkpoint(ck, cklen)};
+    free(ck);
+    r.max_seq = r.after;
+    dict_init(&r.gone, NULL);
+    unsigned char *img[JOURNAL_SEGMENTS] = {0};
+    int rc = 0;
+    for (int i = 0; i < JOURNAL_SEGMENTS && rc == 0; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "seg.%d", i);
+        int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 && errno == ENOENT)
+            continue;
+        size_t len = 0;
+        if (fd < 0 || read_all(fd, &img[i], &len) < 0) {
+            snprintf(err, errlen, "cannot read journal segment %s: %s", name, strerror(errno));
+            rc = -1;
+        } else {
+            journal_parse(img[i], len, replay_cb, &r);
+        }
+        if (fd >= 0)
+            close(fd);
+    }
+    for (size_t k = 0; k < r.n && rc == 0; k++) {
+        const struct replay_rec *x = &r.v[k];
+        st->records++;
+        if (dict_get(&r.gone, x->qid)) {
+            st->gone++;
+            continue;
+        }
+        if (file_matches(queue_dir_fd, x->qid, x->payload, x->len))
+            continue;
+        if (restore_file(queue_dir_fd, x) < 0) {
+            snprintf(err, errlen, "cannot restore queue file %s from the journal: %s",
+                     x->qid, strerror(errno));
+            rc = -1;
+            break;
+        }
+        st->restored++;
+        log_svc_warn("queue", "%s: restored from the journal (queue file missing or "
+                     "incomplete after a crash)", x->qid);
+    }
+    if (rc == 0 && make_queue_durable(queue_dir_fd) < 0) {
+        snprintf(err, errlen, "cannot sync the queue after replaying the journal: %s",
+                 strerror(errno));
+        rc = -1;
+    }
+    if (rc == 0 && r.max_seq > r.after && ckpt_write(ckpt_fd, ckpt_writes, r.max_seq) < 0) {
+        snprintf(err, errlen, "cannot write the journal checkpoint: %s", strerror(errno));
+        rc = -1;
+    }
+    st->checkpoint = r.max_seq;
+    *next_seq = r.max_seq + 1;
+    for (int i = 0; i < JOURNAL_SEGMENTS; i++)
+        free(img[i]);
+    free(r.v);
+    dict_free(&r.gone);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------- */
+/* open / close                                                            */
+
+static int open_dirs(const char *spool_dir, char *dir, size_t dirlen, int *dir_fd,
+                     int *queue_dir_fd, bool create)
+{
+    char q[600];
+    snprintf(dir, dirlen, "%s/journal", spool_dir);
+    snprintf(q, sizeof(q), "%s/queue", spool_dir);
+    *dir_fd = *queue_dir_fd = -1;
+    if (create && fs_mkdir_p(dir, 0700) < 0)
+        return -1;
+    *dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    *queue_dir_fd = open(q, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    return *dir_fd < 0 || *queue_dir_fd < 0 ? -1 : 0;
+}
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
+static void *ckpt_main(void *arg);
+static void *flush_main(void *arg);
+
+struct journal *journal_open(const char *spool_dir, struct journal_replay_stats *st,
+                             bool *fatal, char *err, size_t errlen)
+{
+    struct journal *jr = xcalloc(1, sizeof(*jr));
+    jr->ckpt_fd = jr->lock_fd = -1;
+    for (int i = 0; i < JOURNAL_SEGMENTS; i++)
+        jr->seg_fd[i] = -1;
+    *fatal = false;
+    pthread_mutex_init(&jr->mu, NULL);
+    pthread_cond_init(&jr->cv, NULL);
+    pthread_cond_init(&jr->flush_cv, NULL);
+    pthread_cond_init(&jr->done_cv, NULL);
+    if (open_dirs(spool_dir, jr->dir, sizeof(jr->dir), &jr->dir_fd, &jr->queue_dir_fd, true) < 0) {
+        snprintf(err, errlen, "cannot open %s: %s", jr->dir, strerror(errno));
+        goto fail;
+    }
+    jr->lock_fd = openat(jr->dir_fd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (jr->lock_fd < 0 || flock(jr->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+        snprintf(err, errlen, "cannot lock %s/lock: %s (another sluice serve on this "
+                 "spool?)", jr->dir, strerror(errno));
+        *fatal = true;
+        goto fail;
+    }
+    jr->ckpt_fd = openat(jr->dir_fd, "checkpoint", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (jr->ckpt_fd < 0) {
+        snprintf(err, errlen, "cannot open %s/checkpoint: %s", jr->dir, strerror(errno));
+        goto fail;
+    }
+    if (replay_locked(jr->dir_fd, jr->queue_dir_fd, jr->ckpt_fd, &jr->ckpt_writes,
+                      &jr->next_seq, st, err, errlen) < 0) {
+        *fatal = true;
+        goto fail;
+    }
+    jr->ckpt_seq = jr->written_seq = jr->synced_seq = jr->next_seq - 1;
+    for (int i = 0; i < JOURNAL_SEGMENTS; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "seg.%d", i);
+        jr->seg_fd[i] = openat(jr->dir_fd, name, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (jr->seg_fd[i] < 0) {
+            snprintf(err, errlen, "cannot open %s/%s: %s", jr->dir, name, strerror(errno));
+            goto fail;
+        }
+    }
+    /* new segment files must be durable before records in them count */
+    if (fsync(jr->dir_fd) < 0) {
+        snprintf(err, errlen, "cannot sync %s: %s", jr->dir, strerror(errno));
+        goto fail;
+    }
+    jr->active = 0;
+    jr->state[0] = SEG_ACTIVE;
+    if (pthread_create(&jr->ckpt_thread, NULL, ckpt_main, jr) != 0) {
+        snprintf(err, errlen, "cannot start the journal checkpoint thread");
+        goto fail;
+    }
+    jr->ckpt_started = true;
+    if (pthread_create(&jr->flush_thread, NULL, flush_main, jr) != 0) {
+        snprintf(err, errlen, "cannot start the journal flusher thread");
+        goto fail;
+    }
+    jr->flush_started = true;
+    return jr;
+fail:
+    journal_close(jr);
+    return NULL;
+}
+
+void journal_close(struct journal *jr)
+{
+    if (jr == NULL)
+        return;
+    pthread_mutex_lock(&jr->mu);
+    jr->stopping = true;
+    pthread_cond_broadcast(&jr->cv);
+    pthread_cond_broadcast(&jr->flush_cv);
+    pthread_mutex_unlock(&jr->mu);
+    if (jr->flush_started)
+        pthread_join(jr->flush_thread, NULL);
+    if (jr->ckpt_started) {
+        pthread_join(jr->ckpt_thread, NULL);
+        /* everything committed is in queue/: make it durable, so the next
+         * start (or an offline tool) has nothing to replay */
+        if (make_queue_durable(jr->queue_dir_fd) == 0 && jr->next_seq - 1 > jr->ckpt_seq)
+            ckpt_write(jr->ckpt_fd, &jr->ckpt_writes, jr->next_seq - 1);
+    }
+    for (int i = 0; i < JOURNAL_SEGMENTS; i++)
+        close_fd(&jr->seg_fd[i]);
+    close_fd(&jr->ckpt_fd);
+    close_fd(&jr->lock_fd);   /* releases the lock */
+    close_fd(&jr->queue_dir_fd);
+    close_fd(&jr->dir_fd);
+    pthread_mutex_destroy(&jr->mu);
+    pthread_cond_destroy(&jr->cv);
+    pthread_cond_destroy(&jr->flush_cv);
+    pthread_cond_destroy(&jr->done_cv);
+    free(jr);
+}
+
+int journal_replay(const char *spool_dir, struct journal_replay_stats *st,
+                   char *err, size_t errlen)
+{
+    char dir[512];
+    int dir_fd, queue_dir_fd, lock_fd = -1, ckpt_fd = -1, rc = 0;
+    memset(st, 0, sizeof(*st));
+    if (open_dirs(spool_dir, dir, sizeof(dir), &dir_fd, &queue_dir_fd, false) < 0) {
+        close_fd(&dir_fd);
+        close_fd(&queue_dir_fd);
+        return 0;   /* no journal (or no queue): nothing to replay */
+    }
+    lock_fd = openat(dir_fd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lock_fd >= 0 && flock(lock_fd, LOCK_EX | LOCK_NB) == 0) {
+        ckpt_fd = openat(dir_fd, "checkpoint", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        unsigned writes = 0;
+        uint64_t next;
+        if (ckpt_fd < 0) {
+            snprintf(err, errlen, "cannot open %s/checkpoint: %s", dir, strerror(errno));
+            rc = -1;
+        } else {
+            /* continue the slot alternation: overwrite the older slot */
+            unsigned char *ck;
+            size_t cklen;
+            if (read_all(ckpt_fd, &ck, &cklen) == 0 && cklen >= 2 * JOURNAL_CKPT_SLOT)
+                writes = journal_parse_checkpoint(ck, JOURNAL_CKPT_SLOT) >
+                         journal_parse_checkpoint(ck + JOURNAL_CKPT_SLOT, JOURNAL_CKPT_SLOT);
+            free(ck);
+            rc = replay_locked(dir_fd, queue_dir_fd, ckpt_fd, &writes, &next, st, err, errlen);
+        }
+    } else if (lock_fd < 0) {
+        snprintf(err, errlen, "cannot open %s/lock: %s", dir, strerror(errno));
+        rc = -1;
+    }
+    close_fd(&ckpt_fd);
+    close_fd(&lock_fd);
+    close_fd(&queue_dir_fd);
+    close_fd(&dir_fd);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------- */
+/* commit, forget, checkpoints                                             */
+
+/* Move to the next segment; false if it still waits for its checkpoint.
+ * Called with mu held. */
+static bool rotate(struct journal *jr)
+{
+    unsigned next = (jr->active + 1) % JOURNAL_SEGMENTS;
+    if (jr->state[next] != SEG_FREE)
+        return false;
+    jr->state[jr->active] = SEG_CLOSED;
+    jr->active = next;
+    jr->state[next] = SEG_ACTIVE;
+    jr->seg_last[next] = 0;
+    jr->off = 0;
+    pthread_cond_broadcast(&jr->cv);   /* the checkpointer has work */
+    return true;
+}
+
+/* Write records for entries [0, n) at the write position (mu held). */
+static int write_records(struct journal *jr, const struct journal_entry *e, size_t n)
+{
+    unsigned char (*hdr)[JOURNAL_HDR_LEN] = xmalloc(n * JOURNAL_HDR_LEN);
+    struct iovec iov[IOV_BATCH * 3];
+    int fd = jr->seg_fd[jr->active];
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0;) {
+        int niov = 0;
+        size_t bytes = 0;
+        for (; i < n && niov + 3 <= (int)(sizeof(iov) / sizeof(iov[0])); i++) {
+            size_t pad = journal_record_size(e[i].len) - JOURNAL_HDR_LEN - e[i].len;
+            journal_encode_header(hdr[i], JOURNAL_REC_MESSAGE, jr->next_seq++, e[i].qid,
+                                  e[i].data, e[i].len);
+            iov[niov++] = (struct iovec){hdr[i], JOURNAL_HDR_LEN};
+            iov[niov++] = (struct iovec){(void *)e[i].data, e[i].len};
+            if (pad)
+                iov[niov++] = (struct iovec){(void *)zero_pad, pad};
+            bytes += journal_record_size(e[i].len);
+        }
+        struct iovec *v = iov;
+        while (bytes > 0) {
+            ssize_t w = pwritev(fd, v, niov, (off_t)jr->off);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0) {
+                rc = w < 0 ? errno : EIO;
+                break;
+            }
+            jr->off += (uint64_t)w;
+            bytes -= (size_t)w;
+            /* a short write: skip what went out */
+            while (niov > 0 && (size_t)w >= v->iov_len) {
+                w -= (ssize_t)v->iov_len;
+                v++;
+                niov--;
+            }
+            if (niov > 0) {
+                v->iov_base = (char *)v->iov_base + w;
+                v->iov_len -= (size_t)w;
+            }
+        }
+    }
+    jr->seg_last[jr->active] = jr->written_seq = jr->next_seq - 1;
+    jr->seg_dirty[jr->active] = true;
+    free(hdr);
+    return rc;
+}
+
+int journal_commit_start(struct journal *jr, const struct journal_entry *e, size_t n,
+                         uint64_t *ticket)
+{
+    size_t total = 0;
+    *ticket = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (e[i].len > JOURNAL_RECORD_MAX || strlen(e[i].qid) != QID_CHARS)
+            return EINVAL;
+        total += journal_record_size(e[i].len);
+    }
+    if (n == 0)
+        return 0;
+    pthread_mutex_lock(&jr->mu);
+    if (jr->off > 0 && jr->off + total > JOURNAL_SEGMENT_MAX && !rotate(jr)) {
+        pthread_mutex_unlock(&jr->mu);
+        return EAGAIN;
+    }
+    int rc = write_records(jr, e, n);
+    *ticket = jr->written_seq;
+    pthread_cond_signal(&jr->flush_cv);
+    pthread_mutex_unlock(&jr->mu);
+    return rc;
+}
+
+int journal_commit_wait(struct journal *jr, uint64_t ticket)
+{
+    pthread_mutex_lock(&jr->mu);
+    while (jr->synced_seq < ticket && jr->last_fail_seq < ticket)
+        pthread_cond_wait(&jr->done_cv, &jr->mu);
+    int rc = jr->last_fail_seq >= ticket ? jr->fail_err : 0;
+    pthread_mutex_unlock(&jr->mu);
+    return rc;
+}
+
+int journal_commit(struct journal *jr, const struct journal_entry *e, size_t n)
+{
+    uint64_t ticket;
+    int rc = journal_commit_start(jr, e, n, &ticket);
+    return rc ? rc : journal_commit_wait(jr, ticket);
+}
+
+/* The flusher: one fdatasync per segment written since the last round
+ * covers every record written before it started (group commit). */
+static void *flush_main(void *arg)
+{
+    struct journal *jr = arg;
+    pthread_mutex_lock(&jr->mu);
+    for (;;) {
+        if (jr->written_seq == jr->synced_seq || jr->written_seq == jr->last_fail_seq) {
+            if (jr->stopping)
+                break;
+            pthread_cond_wait(&jr->flush_cv, &jr->mu);
+            continue;
+        }
+        uint64_t target = jr->written_seq;
+        int fds[JOURNAL_SEGMENTS], nfd = 0;
+        for (int i = 0; i < JOURNAL_SEGMENTS; i++)
+            if (jr->seg_dirty[i]) {
+                jr->seg_dirty[i] = false;
+                fds[nfd++] = jr->seg_fd[i];
+            }
+        pthread_mutex_unlock(&jr->mu);
+        int err = 0;
+        for (int i = 0; i < nfd; i++)
+            if (fdatasync(fds[i]) < 0 && err == 0)
+                err = errno;
+        pthread_mutex_lock(&jr->mu);
+        if (err) {
+            jr->last_fail_seq = target;
+            jr->fail_err = err;
+            log_svc_warn("queue", "journal fdatasync failed: %s", strerror(err));
+        } else if (target > jr->synced_seq) {
+            jr->synced_seq = target;
+        }
+        pthread_cond_broadcast(&jr->done_cv);
+    }
+    pthread_mutex_unlock(&jr->mu);
+    return NULL;
+}
+
+void journal_forget(struct journal *jr, const char *qid)
+{
+    if (jr == NULL || strlen(qid) != QID_CHARS)
+        return;
+    unsigned char hdr[JOURNAL_HDR_LEN];
+    pthread_mutex_lock(&jr->mu);
+    journal_encode_header(hdr, JOURNAL_REC_GONE, jr->next_seq, qid, NULL, 0);
+    if (write_all_at(jr->seg_fd[jr->active], hdr, sizeof(hdr), (off_t)jr->off) == 0) {
+        jr->off += sizeof(hdr);
+        jr->seg_last[jr->active] = jr->written_seq = jr->next_seq++;
+        jr->seg_dirty[jr->active] = true;   /* synced with the next batch */
+    }
+    pthread_mutex_unlock(&jr->mu);
+}
+
+/* The checkpointer: for closed segments, make the queue durable, record
+ * the checkpoint, free them. */
+static void *ckpt_main(void *arg)
+{
+    struct journal *jr = arg;
+    pthread_mutex_lock(&jr->mu);
+    for (;;) {
+        uint64_t upto = 0;
+        for (int i = 0; i < JOURNAL_SEGMENTS; i++)
+            if (jr->state[i] == SEG_CLOSED && jr->seg_last[i] > upto)
+                upto = jr->seg_last[i];
+        if (upto == 0) {
+            if (jr->stopping)
+                break;
+            pthread_cond_wait(&jr->cv, &jr->mu);
+            continue;
+        }
+        pthread_mutex_unlock(&jr->mu);
+        int rc = make_queue_durable(jr->queue_dir_fd);
+        if (rc == 0)
+            rc = ckpt_write(jr->ckpt_fd, &jr->ckpt_writes, upto);
+        if (rc < 0) {
+            log_svc_warn("queue", "journal checkpoint failed: %s; retrying in 1 s",
+                         strerror(errno));
+            sleep(1);
+        }
+        pthread_mutex_lock(&jr->mu);
+        if (rc == 0) {
+            jr->ckpt_seq = upto;
+            for (int i = 0; i < JOURNAL_SEGMENTS; i++)
+                if (jr->state[i] == SEG_CLOSED && jr->seg_last[i] <= upto)
+                    jr->state[i] = SEG_FREE;
+        }
+    }
+    pthread_mutex_unlock(&jr->mu);
+    return NULL;
+}
