@@ -30,6 +30,8 @@
 #include <zlib.h>
 
 #define QID_CHARS 16
+/* Segments grow in zero-filled steps ahead of the records (see extend) */
+#define EXTEND_STEP (1u << 20)
 #define IOV_BATCH 512          /* records per pwritev (2 iovecs each + pad) */
 
 static const unsigned char rec_magic[4] = {'S', 'J', 'R', '1'};
@@ -50,6 +52,7 @@ struct journal {
     uint64_t next_seq;
     enum seg_state state[JOURNAL_SEGMENTS];
     uint64_t seg_last[JOURNAL_SEGMENTS];       /* highest seq written there */
+    uint64_t seg_size[JOURNAL_SEGMENTS];       /* bytes allocated and written */
     uint64_t ckpt_seq;
     unsigned ckpt_writes;
     bool stopping;
@@ -475,10 +478,12 @@ struct journal *journal_open(const char *spool_dir, struct journal_replay_stats 
         char name[16];
         snprintf(name, sizeof(name), "seg.%d", i);
         jr->seg_fd[i] = openat(jr->dir_fd, name, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-        if (jr->seg_fd[i] < 0) {
+        struct stat stt;
+        if (jr->seg_fd[i] < 0 || fstat(jr->seg_fd[i], &stt) < 0) {
             snprintf(err, errlen, "cannot open %s/%s: %s", jr->dir, name, strerror(errno));
             goto fail;
         }
+        jr->seg_size[i] = (uint64_t)stt.st_size;
     }
     /* new segment files must be durable before records in them count */
     if (fsync(jr->dir_fd) < 0) {
@@ -593,6 +598,31 @@ static bool rotate(struct journal *jr)
     return true;
 }
 
+/* Make sure [off, off + need) of the active segment lies within written
+ * blocks, zero-filling ahead in EXTEND_STEP pieces (mu held). Why: an
+ * fdatasync after writes that grow a file or fill unwritten extents must
+ * also write the inode (a second disk write before the flush: ~280 us
+ * instead of ~160 us per commit here); a segment is extended this way
+ * about once per megabyte of records, and reused segments never again. */
+static int extend(struct journal *jr, uint64_t need)
+{
+    static const unsigned char zeros[64 * 1024];
+    unsigned a = jr->active;
+    uint64_t want = jr->off + need;
+    if (want <= jr->seg_size[a])
+        return 0;
+    want = (want + EXTEND_STEP - 1) / EXTEND_STEP * EXTEND_STEP;
+    while (jr->seg_size[a] < want) {
+        uint64_t k = want - jr->seg_size[a];
+        if (k > sizeof(zeros))
+            k = sizeof(zeros);
+        if (write_all_at(jr->seg_fd[a], zeros, (size_t)k, (off_t)jr->seg_size[a]) < 0)
+            return errno;
+        jr->seg_size[a] += k;
+    }
+    return 0;
+}
+
 /* Write records for entries [0, n) at the write position (mu held). */
 static int write_records(struct journal *jr, const struct journal_entry *e, size_t n)
 {
@@ -659,7 +689,9 @@ int journal_commit_start(struct journal *jr, const struct journal_entry *e, size
         pthread_mutex_unlock(&jr->mu);
         return EAGAIN;
     }
-    int rc = write_records(jr, e, n);
+    int rc = extend(jr, total);
+    if (rc == 0)
+        rc = write_records(jr, e, n);
     *ticket = jr->written_seq;
     pthread_cond_signal(&jr->flush_cv);
     pthread_mutex_unlock(&jr->mu);

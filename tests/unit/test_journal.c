@@ -1,0 +1,418 @@
+/*
+ * test_journal.c - the spool's commit journal: the record and checkpoint
+ * formats with hostile input (torn, damaged, reordered, oversized,
+ * garbage), and replay after a simulated crash: a committed message whose
+ * queue file is missing or damaged comes back, one that left the queue
+ * ("gone") or was checkpointed does not, segments rotate and are reused.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "queue/journal.h"
+
+/* ---- format ---------------------------------------------------------- */
+
+struct seen {
+    int n;
+    uint64_t seq[16];
+    char qid[16][17];
+    size_t len[16];
+    int type[16];
+};
+
+static void collect(void *arg, int type, uint64_t seq, const char *qid,
+                    const unsigned char *payload, size_t len)
+{
+    struct seen *s = arg;
+    (void)payload;
+    if (s->n < 16) {
+        s->seq[s->n] = seq;
+        strcpy(s->qid[s->n], qid);
+        s->len[s->n] = len;
+        s->type[s->n] = type;
+    }
+    s->n++;
+}
+
+/* Append one record to img at *pos. */
+static void put_rec(unsigned char *img, size_t *pos, int type, uint64_t seq, const char *qid,
+                    const char *payload)
+{
+    size_t len = payload ? strlen(payload) : 0;
+    journal_encode_header(img + *pos, type, seq, qid, payload, len);
+    memset(img + *pos + JOURNAL_HDR_LEN, 0, journal_record_size(len) - JOURNAL_HDR_LEN);
+    if (len)
+        memcpy(img + *pos + JOURNAL_HDR_LEN, payload, len);
+    *pos += journal_record_size(len);
+}
+
+static const char *Q1 = "6B03CFA01C0C3000", *Q2 = "6B03CFA01C0D6000", *Q3 = "6B03CFA01C0E5000";
+
+static void test_round_trip(void **state)
+{
+    unsigned char img[4096];
+    size_t pos = 0;
+    put_rec(img, &pos, JOURNAL_REC_MESSAGE, 1, Q1, "SLUICE-QUEUE 1\nhello\n");
+    put_rec(img, &pos, JOURNAL_REC_MESSAGE, 2, Q2, "x");
+    put_rec(img, &pos, JOURNAL_REC_GONE, 5, Q1, NULL);
+    assert_int_equal(journal_record_size(0), JOURNAL_HDR_LEN);
+    assert_int_equal(journal_record_size(1), JOURNAL_HDR_LEN + 8);
+    assert_int_equal(journal_record_size(8), JOURNAL_HDR_LEN + 8);
+    struct seen s = {0};
+    assert_int_equal(journal_parse(img, pos, collect, &s), pos);
+    assert_int_equal(s.n, 3);
+    assert_int_equal(s.seq[0], 1);
+    assert_string_equal(s.qid[1], Q2);
+    assert_int_equal(s.len[0], strlen("SLUICE-QUEUE 1\nhello\n"));
+    assert_int_equal(s.type[2], JOURNAL_REC_GONE);
+    assert_int_equal(s.len[2], 0);
+    /* what follows the last record (zeros of a pre-extended segment) ends it */
+    memset(img + pos, 0, 200);
+    memset(&s, 0, sizeof(s));
+    assert_int_equal(journal_parse(img, pos + 200, collect, &s), pos);
+    assert_int_equal(s.n, 3);
+}
+
+/* Every way a record can be bad stops the walk right before it. */
+static void test_hostile_records(void **state)
+{
+    unsigned char img[4096], bad[4096];
+    size_t pos = 0;
+    put_rec(img, &pos, JOURNAL_REC_MESSAGE, 10, Q1, "first");
+    size_t second = pos;
+    put_rec(img, &pos, JOURNAL_REC_MESSAGE, 11, Q2, "second message");
+    struct seen s;
+
+    /* torn: any prefix of the second record */
+    for (size_t cut = second; cut < pos; cut++) {
+        memset(&s, 0, sizeof(s));
+        assert_int_equal(journal_parse(img, cut, collect, &s), second);
+        assert_int_equal(s.n, 1);
+    }
+    /* one flipped bit anywhere in the second record (header or payload) */
+    for (size_t i = second; i < second + JOURNAL_HDR_LEN + 14; i++) {
+        memcpy(bad, img, pos);
+        bad[i] ^= 0x10;
+        memset(&s, 0, sizeof(s));
+        assert_int_equal(journal_parse(bad, pos, collect, &s), second);
+    }
+    /* not newer than the one before (a stale record of an older cycle) */
+    size_t p2 = 0;
+    put_rec(bad, &p2, JOURNAL_REC_MESSAGE, 10, Q1, "first");
+    put_rec(bad, &p2, JOURNAL_REC_MESSAGE, 10, Q2, "same seq");
+    assert_int_equal(journal_parse(bad, p2, NULL, NULL), journal_record_size(5));
+    /* a queue id that is not 16 upper-case hex digits */
+    p2 = 0;
+    put_rec(bad, &p2, JOURNAL_REC_MESSAGE, 1, "6b03cfa01c0c3000", "lower");
+    assert_int_equal(journal_parse(bad, p2, NULL, NULL), 0);
+    p2 = 0;
+    put_rec(bad, &p2, JOURNAL_REC_MESSAGE, 1, "../../etc/passwd", "path");
+    assert_int_equal(journal_parse(bad, p2, NULL, NULL), 0);
+    /* unknown type, a gone record with a payload */
+    p2 = 0;
+    put_rec(bad, &p2, 3, 1, Q1, "x");
+    assert_int_equal(journal_parse(bad, p2, NULL, NULL), 0);
+    p2 = 0;
+    put_rec(bad, &p2, JOURNAL_REC_GONE, 1, Q1, "x");
+    assert_int_equal(journal_parse(bad, p2, NULL, NULL), 0);
+    /* a length beyond the image or the limit, crc recomputed to match */
+    unsigned char hdr[JOURNAL_HDR_LEN];
+    journal_encode_header(hdr, JOURNAL_REC_MESSAGE, 1, Q3, "", 0);
+    hdr[8] = 0xff;
+    hdr[9] = 0xff;
+    hdr[10] = 0xff;
+    hdr[11] = 0x7f;
+    assert_int_equal(journal_parse(hdr, sizeof(hdr), NULL, NULL), 0);
+    /* tiny and empty images */
+    assert_int_equal(journal_parse(img, 0, NULL, NULL), 0);
+    assert_int_equal(journal_parse(img, JOURNAL_HDR_LEN - 1, NULL, NULL), 0);
+    /* garbage */
+    for (size_t i = 0; i < sizeof(bad); i++)
+        bad[i] = (unsigned char)(i * 131 + 7);
+    assert_int_equal(journal_parse(bad, sizeof(bad), NULL, NULL), 0);
+    memcpy(bad, "SJR1", 4);
+    assert_int_equal(journal_parse(bad, sizeof(bad), NULL, NULL), 0);
+}
+
+static void test_checkpoint_slots(void **state)
+{
+    unsigned char img[2 * JOURNAL_CKPT_SLOT];
+    memset(img, 0, sizeof(img));
+    assert_int_equal(journal_parse_checkpoint(img, sizeof(img)), 0);   /* new */
+    journal_encode_checkpoint(img, 41);
+    journal_encode_checkpoint(img + JOURNAL_CKPT_SLOT, 42);
+    assert_int_equal(journal_parse_checkpoint(img, sizeof(img)), 42);
+    /* a torn newer slot: the other one counts */
+    img[JOURNAL_CKPT_SLOT + 9] ^= 1;
+    assert_int_equal(journal_parse_checkpoint(img, sizeof(img)), 41);
+    assert_int_equal(journal_parse_checkpoint(img, JOURNAL_CKPT_SLOT - 1), 0);
+    assert_int_equal(journal_parse_checkpoint(img, 0), 0);
+    memset(img, 0xff, sizeof(img));
+    assert_int_equal(journal_parse_checkpoint(img, sizeof(img)), 0);
+}
+
+/* ---- replay ---------------------------------------------------------- */
+
+static char spool[64];
+
+static int setup_spool(void **state)
+{
+    strcpy(spool, "/tmp/sluice-journal-XXXXXX");
+    assert_non_null(mkdtemp(spool));
+    char q[128];
+    snprintf(q, sizeof(q), "%s/queue", spool);
+    assert_int_equal(mkdir(q, 0700), 0);
+    return 0;
+}
+
+static int teardown_spool(void **state)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", spool);
+    assert_int_equal(system(cmd), 0);
+    return 0;
+}
+
+static void qpath(char *out, size_t n, const char *qid)
+{
+    snprintf(out, n, "%s/queue/%s", spool, qid);
+}
+
+static void write_file(const char *qid, const char *data, size_t len)
+{
+    char p[128];
+    qpath(p, sizeof(p), qid);
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    fclose(f);
+}
+
+static char *read_file(const char *qid, size_t *len)
+{
+    char p[128];
+    qpath(p, sizeof(p), qid);
+    FILE *f = fopen(p, "r");
+    if (f == NULL)
+        return NULL;
+    char *b = malloc(1 << 20);
+    *len = fread(b, 1, 1 << 20, f);
+    fclose(f);
+    return b;
+}
+
+static struct journal *open_journal(struct journal_replay_stats *st)
+{
+    bool fatal = true;
+    char err[256] = "";
+    struct journal *jr = journal_open(spool, st, &fatal, err, sizeof(err));
+    if (jr == NULL)
+        print_message("journal_open: %s\n", err);
+    assert_non_null(jr);
+    assert_false(fatal);
+    return jr;
+}
+
+/* In a child: commit the messages (and forget some), then die without
+ * the final checkpoint, as a crash would. */
+static void crash_after(const struct journal_entry *e, size_t n, const char *forget)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct journal_replay_stats st;
+        bool fatal;
+        char err[256];
+        struct journal *jr = journal_open(spool, &st, &fatal, err, sizeof(err));
+        if (jr == NULL)
+            _exit(3);
+        for (size_t i = 0; i < n; i++)
+            write_file(e[i].qid, e[i].data, e[i].len);   /* what the spool does first */
+        if (journal_commit(jr, e, n) != 0)
+            _exit(4);
+        if (forget)
+            journal_forget(jr, forget);
+        _exit(0);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+static const char M1[] = "SLUICE-QUEUE 1\nid 6B03CFA01C0C3000\ncontent\nhello\n\nend 36 6\n";
+static const char M2[] = "SLUICE-QUEUE 1\nid 6B03CFA01C0D6000\ncontent\nworld\n\nend 36 6\n";
+static const char M3[] = "SLUICE-QUEUE 1\nid 6B03CFA01C0E5000\ncontent\nthird\n\nend 36 6\n";
+
+static void test_replay_restores(void **state)
+{
+    struct journal_entry e[3] = {
+        {Q1, M1, sizeof(M1) - 1}, {Q2, M2, sizeof(M2) - 1}, {Q3, M3, sizeof(M3) - 1}};
+    crash_after(e, 3, NULL);
+    /* the crash lost Q1's file, tore Q2's, Q3's survived */
+    char p[128];
+    qpath(p, sizeof(p), Q1);
+    assert_int_equal(unlink(p), 0);
+    qpath(p, sizeof(p), Q2);
+    assert_int_equal(truncate(p, 20), 0);
+    struct journal_replay_stats st;
+    char err[256];
+    assert_int_equal(journal_replay(spool, &st, err, sizeof(err)), 0);
+    assert_int_equal(st.records, 3);
+    assert_int_equal(st.restored, 2);
+    size_t len;
+    char *b = read_file(Q1, &len);
+    assert_non_null(b);
+    assert_int_equal(len, sizeof(M1) - 1);
+    assert_memory_equal(b, M1, len);
+    free(b);
+    b = read_file(Q2, &len);
+    assert_int_equal(len, sizeof(M2) - 1);
+    assert_memory_equal(b, M2, len);
+    free(b);
+    /* replayed and checkpointed: a second replay has nothing to do, and
+     * a message delivered since does not come back */
+    qpath(p, sizeof(p), Q3);
+    assert_int_equal(unlink(p), 0);
+    assert_int_equal(journal_replay(spool, &st, err, sizeof(err)), 0);
+    assert_int_equal(st.records, 0);
+    assert_int_equal(access(p, F_OK), -1);
+}
+
+static void test_gone_not_revived(void **state)
+{
+    struct journal_entry e[2] = {{Q1, M1, sizeof(M1) - 1}, {Q2, M2, sizeof(M2) - 1}};
+    crash_after(e, 2, Q1);   /* Q1 delivered and removed before the crash */
+    char p[128];
+    qpath(p, sizeof(p), Q1);
+    assert_int_equal(unlink(p), 0);
+    qpath(p, sizeof(p), Q2);
+    assert_int_equal(unlink(p), 0);
+    struct journal_replay_stats st;
+    struct journal *jr = open_journal(&st);   /* the server's start-up replay */
+    assert_int_equal(st.records, 2);
+    assert_int_equal(st.gone, 1);
+    assert_int_equal(st.restored, 1);
+    qpath(p, sizeof(p), Q1);
+    assert_int_equal(access(p, F_OK), -1);
+    qpath(p, sizeof(p), Q2);
+    assert_int_equal(access(p, F_OK), 0);
+    /* a second process cannot take the journal while it is open */
+    char err[256];
+    bool fatal = false;
+    assert_null(journal_open(spool, &st, &fatal, err, sizeof(err)));
+    assert_true(fatal);
+    assert_non_null(strstr(err, "lock"));
+    /* ...and an offline replay leaves it to the owner */
+    assert_int_equal(journal_replay(spool, &st, err, sizeof(err)), 0);
+    assert_int_equal(st.records, 0);
+    journal_close(jr);
+}
+
+static void test_clean_close_checkpoints(void **state)
+{
+    struct journal_replay_stats st;
+    struct journal *jr = open_journal(&st);
+    struct journal_entry e = {Q1, M1, sizeof(M1) - 1};
+    write_file(Q1, M1, sizeof(M1) - 1);
+    assert_int_equal(journal_commit(jr, &e, 1), 0);
+    journal_close(jr);
+    char p[128];
+    qpath(p, sizeof(p), Q1);
+    assert_int_equal(unlink(p), 0);   /* e.g. `sluice queue delete` offline */
+    jr = open_journal(&st);
+    assert_int_equal(st.records, 0);
+    assert_int_equal(access(p, F_OK), -1);
+    /* bad entries are refused */
+    struct journal_entry badq = {"short", M1, 3};
+    assert_int_equal(journal_commit(jr, &badq, 1), EINVAL);
+    assert_int_equal(journal_commit(jr, &e, 0), 0);
+    journal_close(jr);
+}
+
+/* More than a segment of records: the ring rotates, checkpoints free the
+ * segments, and a crash still replays what was not checkpointed. */
+static void test_rotation(void **state)
+{
+    size_t big = 256 * 1024, n = 3 * (JOURNAL_SEGMENT_MAX / big);
+    char *payload = malloc(big);
+    memset(payload, 'm', big);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct journal_replay_stats st;
+        bool fatal;
+        char err[256];
+        struct journal *jr = journal_open(spool, &st, &fatal, err, sizeof(err));
+        if (jr == NULL)
+            _exit(3);
+        for (size_t i = 0; i < n; i++) {
+            char qid[17];
+            snprintf(qid, sizeof(qid), "6B03CFA0%08zX", i);
+            write_file(qid, payload, big);
+            struct journal_entry e = {qid, payload, big};
+            int rc = journal_commit(jr, &e, 1);
+            while (rc == EAGAIN) {       /* checkpoints behind: the spool would
+                                          * sync this one the classic way */
+                usleep(10000);
+                rc = journal_commit(jr, &e, 1);
+            }
+            if (rc != 0)
+                _exit(4);
+        }
+        _exit(0);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_int_equal(WEXITSTATUS(status), 0);
+    /* every segment was used */
+    for (int i = 0; i < 3; i++) {
+        char p[128];
+        struct stat stt;
+        snprintf(p, sizeof(p), "%s/journal/seg.%d", spool, i);
+        assert_int_equal(stat(p, &stt), 0);
+        assert_true(stt.st_size > 0);
+    }
+    /* lose the last file: it is in the active, unchecked segment */
+    char last[17], p[128];
+    snprintf(last, sizeof(last), "6B03CFA0%08zX", n - 1);
+    qpath(p, sizeof(p), last);
+    assert_int_equal(unlink(p), 0);
+    struct journal_replay_stats st;
+    char err[256];
+    assert_int_equal(journal_replay(spool, &st, err, sizeof(err)), 0);
+    assert_true(st.records >= 1 && st.records < n);   /* older ones checkpointed */
+    assert_int_equal(st.restored, 1);
+    size_t len;
+    char *b = read_file(last, &len);
+    assert_int_equal(len, big);
+    assert_memory_equal(b, payload, big);
+    free(b);
+    free(payload);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_hostile_records),
+        cmocka_unit_test(test_checkpoint_slots),
+        cmocka_unit_test_setup_teardown(test_replay_restores, setup_spool, teardown_spool),
+        cmocka_unit_test_setup_teardown(test_gone_not_revived, setup_spool, teardown_spool),
+        cmocka_unit_test_setup_teardown(test_clean_close_checkpoints, setup_spool,
+                                        teardown_spool),
+        cmocka_unit_test_setup_teardown(test_rotation, setup_spool, teardown_spool),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
