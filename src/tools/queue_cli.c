@@ -7,6 +7,7 @@
 #include "lib/buf.h"
 #include "lib/config.h"
 #include "lib/strutil.h"
+#include "queue/journal.h"
 #include "queue/queue_view.h"
 
 #include <errno.h>
@@ -113,6 +114,13 @@ int queue_cli_main(int argc, char **argv)
     buf_init(&out, 0);
     int rc = ask_server(cfg->spool_dir, cmd, arg, json, &out);
     if (rc < 0) {
+        /* no server: bring back what a crash left only in the journal
+         * first, so the queue shown (or changed) is the real one */
+        struct journal_replay_stats st;
+        char err[600];
+        if (journal_replay(cfg->spool_dir, &st, err, sizeof(err)) < 0)
+            fprintf(stderr, "sluice queue: warning: %s; fix: start sluice serve on this "
+                    "spool once, it replays the journal\n", err);
         buf_reset(&out);
         rc = queue_offline(cfg->spool_dir, cmd, arg, json, &out);
     }

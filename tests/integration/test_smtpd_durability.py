@@ -9,15 +9,22 @@
   plus Python clients that record every queue id they were given; after
   a restart every such id is in spool/queue and parses, every queue file
   parses, and spool/tmp is empty.
-* Both ways of making a batch durable (spool_sync = auto: one syncfs per
-  batch; spool_sync = fdatasync: one fdatasync per file) queue every
-  message of concurrent sessions, complete; a bad spool_sync value stops
-  the start with the file, line and choices named.
+* The three ways of making a batch durable (spool_sync = journal, the
+  default: one journal append + fdatasync per batch; auto: one syncfs per
+  batch; fdatasync: one fdatasync per file) queue every message of
+  concurrent sessions, complete; a bad spool_sync value stops the start
+  with the file, line and choices named.
+* Journal replay (a power failure simulated after kill -9: queue files
+  deleted, truncated or zeroed, as unsynced files can be): the next start,
+  or an offline `sluice queue list`, writes every acknowledged message
+  back from the journal, complete; a message deleted before the crash
+  stays deleted; a second server on the same spool is refused.
 * Disk full: the spool on a 2 MB tmpfs (or a loop-mounted ext4 image);
   messages are refused with 452 4.3.1 once it is full, the server keeps
   running, nothing partial is left in queue/ or tmp/, and a small message
   is accepted again once space is freed.
 """
+import json
 import os
 import re
 import shutil
@@ -171,6 +178,9 @@ class SyncModes(unittest.TestCase):
     def test_fdatasync(self):
         self.queue_concurrently("fdatasync")
 
+    def test_journal(self):
+        self.queue_concurrently("journal")
+
     def test_bad_value_named(self):
         srv = Sluice(conf={"spool_sync": "sometimes"})
         try:
@@ -182,6 +192,111 @@ class SyncModes(unittest.TestCase):
             self.assertIn(srv.conf_path, p.stderr)
         finally:
             srv.cleanup()
+
+class JournalReplay(unittest.TestCase):
+    """What survives a power failure: the journal, not the unsynced files."""
+
+    def setUp(self):
+        self.srv = start_sluice()
+
+    def tearDown(self):
+        stop_sluice(self.srv)
+
+    def queue_messages(self, n_clients=4, per_client=6):
+        qids, lock = [], threading.Lock()
+
+        def client(n):
+            c = Client(self.srv.host, self.srv.port, source=source_ip())
+            c.ehlo()
+            for i in range(per_client):
+                code, text = c.send_mail(body=make_body(subject=f"journal {n} {i}", lines=40))
+                with lock:
+                    qids.append(queued_id(text))
+            c.cmd("QUIT")
+            c.close()
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(n_clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        self.assertEqual(len(qids), n_clients * per_client)
+        return qids
+
+    def crash_and_damage(self, qids):
+        """kill -9, then do to the files what a power failure may do to
+        files that were never synced; returns the damaged ids."""
+        self.srv.proc.send_signal(signal.SIGKILL)
+        self.srv.proc.wait()
+        qdir = os.path.join(self.srv.spool, "queue")
+        damaged = qids[:15]
+        for qid in damaged[:5]:
+            os.unlink(os.path.join(qdir, qid))
+        for qid in damaged[5:10]:
+            path = os.path.join(qdir, qid)
+            os.truncate(path, os.path.getsize(path) // 2)
+        for qid in damaged[10:]:
+            path = os.path.join(qdir, qid)
+            size = os.path.getsize(path)
+            with open(path, "r+b") as f:
+                f.seek(size // 3)
+                f.write(b"\0" * (size // 3))
+        return damaged
+
+    def delete_online(self, qid):
+        p = subprocess.run([SLUICE, "queue", "-c", self.srv.conf_path, "delete", qid],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+
+    def assert_all_back(self, qids, deleted):
+        qdir = os.path.join(self.srv.spool, "queue")
+        self.assertFalse(os.path.exists(os.path.join(qdir, deleted)),
+                         "a deleted message came back from the journal")
+        for qid in qids:
+            if qid == deleted:
+                continue
+            with open(os.path.join(qdir, qid), "rb") as f:
+                q = parse_queue_file(f.read())
+            self.assertEqual(q["id"], qid)
+
+    def test_start_restores_from_the_journal(self):
+        qids = self.queue_messages()
+        deleted = qids[-1]
+        self.delete_online(deleted)
+        damaged = self.crash_and_damage(qids)
+        srv2 = Sluice(port=self.srv.port, tmpdir=self.srv.dir)
+        srv2.start()
+        self.srv = srv2
+        c = Client(srv2.host, srv2.port)
+        c.cmd("QUIT")
+        c.close()
+        wait_for_log(srv2, rf"journal replayed: \d+ record\(s\), {len(damaged)} queue "
+                           rf"file\(s\) restored, 1 already gone")
+        for qid in damaged:
+            wait_for_log(srv2, rf"{qid}: restored from the journal")
+        self.assert_all_back(qids, deleted)
+        # a second server on the same spool is refused, with the reason
+        other = Sluice(tmpdir=tempfile.mkdtemp(prefix="sluice-second-"))
+        with open(other.conf_path, "a") as f:
+            f.write(f"spool_dir = {srv2.spool}\n")
+        p = subprocess.run([SLUICE, "serve", "-c", other.conf_path], capture_output=True,
+                           text=True, timeout=30)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("journal/lock", p.stderr)
+        shutil.rmtree(other.dir, ignore_errors=True)
+
+    def test_offline_queue_tool_replays(self):
+        qids = self.queue_messages(n_clients=3, per_client=6)
+        deleted = qids[-1]
+        self.delete_online(deleted)
+        self.crash_and_damage(qids)
+        p = subprocess.run([SLUICE, "queue", "-c", self.srv.conf_path, "--json", "list"],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertNotIn("warning: cannot", p.stderr)
+        listed = {m["id"] for m in json.loads(p.stdout)}
+        self.assertEqual(listed, set(qids) - {deleted})
+        self.assert_all_back(qids, deleted)
+
 
 class CrashSafety(unittest.TestCase):
     """kill -9 under load; every acknowledged message survives."""
