@@ -395,7 +395,10 @@ static int replay_locked(int dir_fd, int queue_dir_fd, int ckpt_fd, unsigned *ck
         log_svc_warn("queue", "%s: restored from the journal (queue file missing or "
                      "incomplete after a crash)", x->qid);
     }
-    if (rc == 0 && make_queue_durable(queue_dir_fd) < 0) {
+    /* files that matched may still be only in the page cache (a killed
+     * process, not a power failure): make them durable before the
+     * checkpoint moves past their records; nothing to do without records */
+    if (rc == 0 && r.n > 0 && make_queue_durable(queue_dir_fd) < 0) {
         snprintf(err, errlen, "cannot sync the queue after replaying the journal: %s",
                  strerror(errno));
         rc = -1;
@@ -523,7 +526,7 @@ void journal_close(struct journal *jr)
         pthread_join(jr->ckpt_thread, NULL);
         /* everything committed is in queue/: make it durable, so the next
          * start (or an offline tool) has nothing to replay */
-        if (make_queue_durable(jr->queue_dir_fd) == 0 && jr->next_seq - 1 > jr->ckpt_seq)
+        if (jr->next_seq - 1 > jr->ckpt_seq && make_queue_durable(jr->queue_dir_fd) == 0)
             ckpt_write(jr->ckpt_fd, &jr->ckpt_writes, jr->next_seq - 1);
     }
     for (int i = 0; i < JOURNAL_SEGMENTS; i++)
