@@ -67,6 +67,8 @@ struct journal {
     bool seg_dirty[JOURNAL_SEGMENTS];
     pthread_t flush_thread;
     bool flush_started;
+    void (*synced_cb)(void *arg);
+    void *synced_arg;
 };
 
 /* ---------------------------------------------------------------------- */
@@ -711,6 +713,22 @@ int journal_commit_wait(struct journal *jr, uint64_t ticket)
     return rc;
 }
 
+int journal_ticket_state(struct journal *jr, uint64_t ticket)
+{
+    pthread_mutex_lock(&jr->mu);
+    int st = jr->last_fail_seq >= ticket ? -jr->fail_err : jr->synced_seq >= ticket;
+    pthread_mutex_unlock(&jr->mu);
+    return st;
+}
+
+void journal_set_synced_cb(struct journal *jr, void (*cb)(void *arg), void *arg)
+{
+    pthread_mutex_lock(&jr->mu);
+    jr->synced_cb = cb;
+    jr->synced_arg = arg;
+    pthread_mutex_unlock(&jr->mu);
+}
+
 int journal_commit(struct journal *jr, const struct journal_entry *e, size_t n)
 {
     uint64_t ticket;
@@ -752,6 +770,13 @@ static void *flush_main(void *arg)
             jr->synced_seq = target;
         }
         pthread_cond_broadcast(&jr->done_cv);
+        if (jr->synced_cb) {
+            void (*cb)(void *) = jr->synced_cb;
+            void *cb_arg = jr->synced_arg;
+            pthread_mutex_unlock(&jr->mu);
+            cb(cb_arg);
+            pthread_mutex_lock(&jr->mu);
+        }
     }
     pthread_mutex_unlock(&jr->mu);
     return NULL;

@@ -84,6 +84,12 @@ int journal_commit_start(struct journal *jr, const struct journal_entry *e, size
 int journal_commit_wait(struct journal *jr, uint64_t ticket);
 /* Both (tests). */
 int journal_commit(struct journal *jr, const struct journal_entry *e, size_t n);
+/* Without waiting: 1 when the batch is durable, 0 while its fdatasync is
+ * pending, -errno when it failed. */
+int journal_ticket_state(struct journal *jr, uint64_t ticket);
+/* cb(arg) runs on the flusher thread after every fdatasync round (not
+ * under the journal's lock): the moment to look at pending tickets. */
+void journal_set_synced_cb(struct journal *jr, void (*cb)(void *arg), void *arg);
 
 /* Note that a message left the queue; call before unlinking its file.
  * Written but not synced (a lost "gone" record means at worst a message

@@ -71,6 +71,14 @@ struct spool_job {
     char final_path[512];
 };
 
+/* A batch whose queue files are in queue/ and whose journal records wait
+ * for the flusher's fdatasync (ticket). */
+struct spool_inflight {
+    struct spool_inflight *next;
+    struct spool_job *batch;
+    uint64_t ticket;
+};
+
 struct spool {
     char *dir;
     char tmp_dir[512];
@@ -84,6 +92,7 @@ struct spool {
     pthread_cond_t cond;
     struct spool_job *todo, *todo_tail;
     struct spool_job *done, *done_tail;
+    struct spool_inflight *inflight, *inflight_tail;  /* journal not synced yet */
     bool stopping;
     size_t pending;
     unsigned gather_us;
@@ -150,6 +159,7 @@ static size_t count_queue(const char *dir)
 
 static void spool_wake_cb(evutil_socket_t fd, short what, void *arg);
 static void *spool_sync_main(void *arg);
+static void spool_journal_synced(void *arg);
 
 /* Replay what the last run left in the journal, then keep it open for
  * commits. A journal that cannot be created only costs speed (batches are
@@ -169,7 +179,9 @@ static int spool_open_journal(struct spool *sp, char *err, size_t errlen)
     if (sp->journal == NULL)
         log_svc_warn("queue", "commit journal unavailable (%s): queue files are synced "
                      "one batch at a time", why);
-    else if (st.records)
+    if (sp->journal)
+        journal_set_synced_cb(sp->journal, spool_journal_synced, sp);
+    if (sp->journal && st.records)
         log_svc("queue", "journal replayed: %llu record(s), %llu queue file(s) restored, "
                 "%llu already gone", (unsigned long long)st.records,
                 (unsigned long long)st.restored, (unsigned long long)st.gone);
@@ -200,11 +212,11 @@ struct spool *spool_open(const char *dir, struct event_base *base,
         snprintf(err, errlen, "cannot open %s: %s", sp->queue_dir, strerror(errno));
         goto fail;
     }
+    pthread_mutex_init(&sp->lock, NULL);
+    pthread_cond_init(&sp->cond, NULL);
     if (base && spool_open_journal(sp, err, errlen) < 0)
         goto fail;
     sp->initial_count = count_queue(sp->queue_dir);
-    pthread_mutex_init(&sp->lock, NULL);
-    pthread_cond_init(&sp->cond, NULL);
     if (base) {
         if (pipe2(sp->wake_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
             snprintf(err, errlen, "pipe: %s", strerror(errno));
@@ -235,10 +247,12 @@ void spool_close(struct spool *sp)
         pthread_cond_signal(&sp->cond);
         pthread_mutex_unlock(&sp->lock);
         pthread_join(sp->thread, NULL);
-        /* Deliver outstanding callbacks so no writer is leaked. */
-        spool_wake_cb(-1, 0, sp);
     }
+    /* its flusher finishes the batches in flight (and hands them over) */
     journal_close(sp->journal);
+    sp->journal = NULL;
+    if (sp->thread_started)
+        spool_wake_cb(-1, 0, sp);   /* deliver outstanding callbacks: no writer leaks */
     if (sp->wake_ev)
         event_free(sp->wake_ev);
     for (int i = 0; i < 2; i++)
@@ -582,16 +596,6 @@ static int spool_journal_start(struct spool *sp, struct spool_job *batch, uint64
     return rc;
 }
 
-/* Wait for the journal's fdatasync; a failure fails every journaled job
- * (their files are unlinked and the client gets a 4xx). */
-static void spool_journal_finish(struct spool *sp, struct spool_job *batch, uint64_t ticket)
-{
-    int rc = ticket ? journal_commit_wait(sp->journal, ticket) : 0;
-    for (struct spool_job *j = batch; j && rc; j = j->next)
-        if (j->journaled && j->err == 0)
-            j->err = rc;
-}
-
 /* The classic way for the files the journal did not take: one syncfs for
  * several files (see the header comment) or, for a single file or while
  * syncfs is off, write-back started for every file (sync_file_range) and
@@ -638,9 +642,11 @@ static void spool_sync_files(struct spool *sp, struct spool_job *batch, bool fs_
  * Order matters for speed: the in-memory messages are appended to the
  * journal first (spool_sync = journal), so its fdatasync runs on the
  * flusher thread while this thread writes every file and renames it into
- * queue/; only then do we wait, for the whole batch at once (else the
- * classic file syncs above). Either way, what a 250 acknowledges is
- * already in queue/.
+ * queue/; then the batch waits for that fdatasync without this thread
+ * (spool_batch_written: the flusher hands it to the loop), and this
+ * thread takes the next batch. Messages the journal did not take are
+ * synced here the classic way. Either way, what a 250 acknowledges is
+ * already in queue/. Returns the journal ticket to wait for (0: none).
  *
  * A crash before the waits finish may leave a renamed but incomplete file
  * in queue/: no 250 was sent for it, and its missing end record marks it
@@ -648,8 +654,8 @@ static void spool_sync_files(struct spool *sp, struct spool_job *batch, bool fs_
  * A crash after a journal commit may lose the file (it was never synced):
  * the next start writes it back from the journal.
  */
-static void spool_sync_batch(struct spool *sp, struct spool_job *batch,
-                             enum spool_sync_mode mode, struct spool_stats *delta)
+static uint64_t spool_sync_batch(struct spool *sp, struct spool_job *batch,
+                                 enum spool_sync_mode mode, struct spool_stats *delta)
 {
     size_t nfiles = 0;
     uint64_t ticket = 0;
@@ -666,10 +672,7 @@ static void spool_sync_batch(struct spool *sp, struct spool_job *batch,
             j->err = errno;
         j->renamed = j->err == 0;
     }
-    if (journaled) {
-        spool_journal_finish(sp, batch, ticket);
-        delta->batches_journal++;
-    }
+    delta->batches_journal += journaled;
     spool_sync_files(sp, batch, mode != SPOOL_SYNC_FDATASYNC, delta);
     delta->batches++;
     delta->files += nfiles;
@@ -683,6 +686,81 @@ static void spool_sync_batch(struct spool *sp, struct spool_job *batch,
         if (j->err)
             unlink(j->renamed ? j->final_path : j->tmp_path);
     }
+    return journaled ? ticket : 0;
+}
+
+/* Hand a finished batch to the loop (sp->lock held). */
+static void spool_done_locked(struct spool *sp, struct spool_job *batch)
+{
+    struct spool_job *last = batch;
+    while (last->next)
+        last = last->next;
+    if (sp->done_tail)
+        sp->done_tail->next = batch;
+    else
+        sp->done = batch;
+    sp->done_tail = last;
+    char c = 1;
+    if (write(sp->wake_pipe[1], &c, 1) < 0) {
+        /* pipe full: the loop is already due to wake */
+    }
+}
+
+/* The journal's verdict on a batch (sp->lock held): if its fdatasync
+ * failed, every journaled message of it is refused (4xx), its file
+ * removed and its record marked gone. */
+static void spool_journal_verdict(struct spool *sp, struct spool_job *batch, int state)
+{
+    for (struct spool_job *j = batch; j && state < 0; j = j->next) {
+        if (!j->journaled || j->err)
+            continue;
+        j->err = -state;
+        unlink(j->final_path);
+        journal_forget(sp->journal, j->qid);
+    }
+}
+
+/* After each fdatasync round of the journal's flusher (on its thread):
+ * batches whose records are now durable, or failed, go to the loop. */
+static void spool_journal_synced(void *arg)
+{
+    struct spool *sp = arg;
+    pthread_mutex_lock(&sp->lock);
+    while (sp->inflight) {
+        struct spool_inflight *f = sp->inflight;
+        int state = journal_ticket_state(sp->journal, f->ticket);
+        if (state == 0)
+            break;
+        sp->inflight = f->next;
+        if (sp->inflight == NULL)
+            sp->inflight_tail = NULL;
+        spool_journal_verdict(sp, f->batch, state);
+        spool_done_locked(sp, f->batch);
+        free(f);
+    }
+    pthread_mutex_unlock(&sp->lock);
+}
+
+/* A batch whose files are in queue/: done now, or in flight until the
+ * journal's fdatasync covers its ticket (sp->lock held). The state is read
+ * under sp->lock, which spool_journal_synced takes after the flusher
+ * recorded its round: no round's news can fall between the two. */
+static void spool_batch_written(struct spool *sp, struct spool_job *batch, uint64_t ticket)
+{
+    int state = ticket ? journal_ticket_state(sp->journal, ticket) : 1;
+    if (state != 0) {
+        spool_journal_verdict(sp, batch, state);
+        spool_done_locked(sp, batch);
+        return;
+    }
+    struct spool_inflight *f = xcalloc(1, sizeof(*f));
+    f->batch = batch;
+    f->ticket = ticket;
+    if (sp->inflight_tail)
+        sp->inflight_tail->next = f;
+    else
+        sp->inflight = f;
+    sp->inflight_tail = f;
 }
 
 static void *spool_sync_main(void *arg)
@@ -710,7 +788,7 @@ static void *spool_sync_main(void *arg)
         pthread_mutex_unlock(&sp->lock);
 
         struct spool_stats delta = {0};
-        spool_sync_batch(sp, batch, mode, &delta);
+        uint64_t ticket = spool_sync_batch(sp, batch, mode, &delta);
 
         pthread_mutex_lock(&sp->lock);
         sp->stats.batches += delta.batches;
@@ -718,20 +796,9 @@ static void *spool_sync_main(void *arg)
         sp->stats.batches_journal += delta.batches_journal;
         sp->stats.files += delta.files;
         sp->stats.syncfs_slow += delta.syncfs_slow;
-        struct spool_job *last = batch;
-        while (last->next)
-            last = last->next;
-        if (sp->done_tail)
-            sp->done_tail->next = batch;
-        else
-            sp->done = batch;
-        sp->done_tail = last;
-        pthread_mutex_unlock(&sp->lock);
-        char c = 1;
-        if (write(sp->wake_pipe[1], &c, 1) < 0) {
-            /* pipe full: the loop is already due to wake */
-        }
-        pthread_mutex_lock(&sp->lock);
+        /* no waiting for the journal: the next batch's records go out
+         * while this one's fdatasync runs (the flusher hands it over) */
+        spool_batch_written(sp, batch, ticket);
     }
     pthread_mutex_unlock(&sp->lock);
     return NULL;
