@@ -31,6 +31,8 @@
 #include "mail/address.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
@@ -252,6 +254,13 @@ static void session_close_after_reply(struct smtpd_session *s)
 {
     session_enter(s, SS_CLOSING);
     sio_read_pause(s);
+    /* Plaintext: hold the last reply until close(), which sends it with
+     * the FIN in one segment instead of two (one fewer packet for both
+     * sides to process on every connection). */
+    if (s->bev == NULL && s->fd >= 0) {
+        int one = 1;
+        (void)setsockopt(s->fd, IPPROTO_TCP, TCP_CORK, &one, sizeof(one));
+    }
 }
 
 static void too_many_errors(struct smtpd_session *s)
