@@ -616,6 +616,8 @@ static int extend(struct journal *jr, uint64_t need)
     uint64_t want = jr->off + need;
     if (want <= jr->seg_size[a])
         return 0;
+    if (jr->seg_size[a] < jr->off)      /* never zero what is written */
+        jr->seg_size[a] = jr->off;
     want = (want + EXTEND_STEP - 1) / EXTEND_STEP * EXTEND_STEP;
     while (jr->seg_size[a] < want) {
         uint64_t k = want - jr->seg_size[a];
@@ -789,7 +791,8 @@ void journal_forget(struct journal *jr, const char *qid)
     unsigned char hdr[JOURNAL_HDR_LEN];
     pthread_mutex_lock(&jr->mu);
     journal_encode_header(hdr, JOURNAL_REC_GONE, jr->next_seq, qid, NULL, 0);
-    if (write_all_at(jr->seg_fd[jr->active], hdr, sizeof(hdr), (off_t)jr->off) == 0) {
+    if (extend(jr, sizeof(hdr)) == 0 &&
+        write_all_at(jr->seg_fd[jr->active], hdr, sizeof(hdr), (off_t)jr->off) == 0) {
         jr->off += sizeof(hdr);
         jr->seg_last[jr->active] = jr->written_seq = jr->next_seq++;
         jr->seg_dirty[jr->active] = true;   /* synced with the next batch */

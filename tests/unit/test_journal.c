@@ -341,6 +341,46 @@ static void test_clean_close_checkpoints(void **state)
     journal_close(jr);
 }
 
+/* Gone records beyond the zero-filled part of a segment, then a commit:
+ * growing the segment must not zero what is already written (the walk
+ * would stop there and never reach the commit). */
+static void test_forget_across_extension(void **state)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct journal_replay_stats st;
+        bool fatal;
+        char err[256];
+        struct journal *jr = journal_open(spool, &st, &fatal, err, sizeof(err));
+        if (jr == NULL)
+            _exit(3);
+        struct journal_entry e = {Q1, M1, sizeof(M1) - 1};
+        write_file(Q1, M1, sizeof(M1) - 1);
+        if (journal_commit(jr, &e, 1) != 0)
+            _exit(4);
+        for (int i = 0; i < 40000; i++)          /* 1.6 MB of gone records */
+            journal_forget(jr, Q3);
+        struct journal_entry e2 = {Q2, M2, sizeof(M2) - 1};
+        write_file(Q2, M2, sizeof(M2) - 1);
+        if (journal_commit(jr, &e2, 1) != 0)
+            _exit(5);
+        _exit(0);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_int_equal(WEXITSTATUS(status), 0);
+    char p[128];
+    qpath(p, sizeof(p), Q2);
+    assert_int_equal(unlink(p), 0);
+    struct journal_replay_stats st;
+    char err[256];
+    assert_int_equal(journal_replay(spool, &st, err, sizeof(err)), 0);
+    assert_int_equal(st.records, 2);
+    assert_int_equal(st.restored, 1);
+    assert_int_equal(access(p, F_OK), 0);
+}
+
 /* More than a segment of records: the ring rotates, checkpoints free the
  * segments, and a crash still replays what was not checkpointed. */
 static void test_rotation(void **state)
@@ -411,6 +451,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_replay_restores, setup_spool, teardown_spool),
         cmocka_unit_test_setup_teardown(test_gone_not_revived, setup_spool, teardown_spool),
         cmocka_unit_test_setup_teardown(test_clean_close_checkpoints, setup_spool,
+                                        teardown_spool),
+        cmocka_unit_test_setup_teardown(test_forget_across_extension, setup_spool,
                                         teardown_spool),
         cmocka_unit_test_setup_teardown(test_rotation, setup_spool, teardown_spool),
     };
