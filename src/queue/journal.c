@@ -16,6 +16,7 @@
 #include "lib/log.h"
 #include "lib/xalloc.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -26,13 +27,14 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
 #define QID_CHARS 16
 /* Segments grow in zero-filled steps ahead of the records (see extend) */
 #define EXTEND_STEP (1u << 20)
-#define IOV_BATCH 512          /* records per pwritev (2 iovecs each + pad) */
+#define IOV_BATCH (IOV_MAX / 3) /* records per pwritev (header, payload, pad) */
 
 static const unsigned char rec_magic[4] = {'S', 'J', 'R', '1'};
 static const unsigned char ckpt_magic[4] = {'S', 'J', 'C', '1'};
@@ -59,11 +61,16 @@ struct journal {
     pthread_t ckpt_thread;
     bool ckpt_started;
     /* flusher (under mu): records up to written_seq are in the page cache,
-     * up to synced_seq on disk; a failed fdatasync fails every record it
-     * covered (last_fail_seq, the highest such), even if a later one works */
+     * up to synced_seq on disk. A failed fdatasync fails every record
+     * written when it was noticed that was not durable before it, (fail_lo,
+     * fail_hi] (the union over all failures), even if a later round works:
+     * Linux marks the failed pages clean, so they may never reach the disk.
+     * The segment is closed then (need_rotate): on disk it may hold a hole
+     * at which a replay stops, so nothing acknowledged may follow it there. */
     pthread_cond_t flush_cv, done_cv;
-    uint64_t written_seq, synced_seq, last_fail_seq;
+    uint64_t written_seq, synced_seq, fail_lo, fail_hi;
     int fail_err;
+    bool need_rotate;
     bool seg_dirty[JOURNAL_SEGMENTS];
     pthread_t flush_thread;
     bool flush_started;
@@ -254,9 +261,10 @@ static int ckpt_write(int fd, unsigned *writes, uint64_t seq)
 {
     unsigned char slot[JOURNAL_CKPT_SLOT];
     journal_encode_checkpoint(slot, seq);
-    off_t off = (off_t)((*writes)++ % 2) * JOURNAL_CKPT_SLOT;
+    off_t off = (off_t)(*writes % 2) * JOURNAL_CKPT_SLOT;
     if (write_all_at(fd, slot, sizeof(slot), off) < 0 || fdatasync(fd) < 0)
-        return -1;
+        return -1;   /* the same slot again next time: the other keeps the last good one */
+    (*writes)++;
     return 0;
 }
 
@@ -324,6 +332,38 @@ static bool file_matches(int queue_dir_fd, const char *qid, const unsigned char 
     return same;
 }
 
+/* Files the journal creates belong to whoever owns queue/: `sluice serve`
+ * opens the spool as root and then runs as mail_owner, and a root-owned
+ * queue file would be unreadable to it (moved to corrupt/ as damaged). */
+static void own_like_queue(int fd, int queue_dir_fd)
+{
+    struct stat q, f;
+    if (geteuid() != 0 || fstat(queue_dir_fd, &q) < 0 || fstat(fd, &f) < 0)
+        return;
+    if ((f.st_uid != q.st_uid || f.st_gid != q.st_gid) && fchown(fd, q.st_uid, q.st_gid) < 0)
+        log_svc_warn("queue", "cannot give a journal file to uid %ld: %s",
+                     (long)q.st_uid, strerror(errno));
+}
+
+/* Remove restore files a crash during an earlier replay left behind. */
+static void clean_restore_debris(int queue_dir_fd)
+{
+    int fd = dup(queue_dir_fd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (d == NULL) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        size_t n = strlen(de->d_name);
+        if (de->d_name[0] == '.' && n > 8 && strcmp(de->d_name + n - 8, ".restore") == 0)
+            unlinkat(queue_dir_fd, de->d_name, 0);
+    }
+    closedir(d);
+}
+
 /* Write the record's bytes back as queue/QID (via a temporary name). */
 static int restore_file(int queue_dir_fd, const struct replay_rec *x)
 {
@@ -332,6 +372,7 @@ static int restore_file(int queue_dir_fd, const struct replay_rec *x)
     int fd = openat(queue_dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         return -1;
+    own_like_queue(fd, queue_dir_fd);
     if (write_all_at(fd, x->payload, x->len, 0) < 0 || fdatasync(fd) < 0) {
         int e = errno;
         close(fd);
@@ -357,6 +398,10 @@ static int replay_locked(int dir_fd, int queue_dir_fd, int ckpt_fd, unsigned *ck
         return -1;
     }
     struct replay r = {.after = journal_parse_checkpoint(ck, cklen)};
+    /* go on alternating: the next write replaces the older slot */
+    *ckpt_writes = cklen >= 2 * JOURNAL_CKPT_SLOT &&
+                   journal_parse_checkpoint(ck, JOURNAL_CKPT_SLOT) >
+                   journal_parse_checkpoint(ck + JOURNAL_CKPT_SLOT, JOURNAL_CKPT_SLOT);
     free(ck);
     r.max_seq = r.after;
     dict_init(&r.gone, NULL);
@@ -378,6 +423,8 @@ static int replay_locked(int dir_fd, int queue_dir_fd, int ckpt_fd, unsigned *ck
         if (fd >= 0)
             close(fd);
     }
+    if (rc == 0)
+        clean_restore_debris(queue_dir_fd);
     for (size_t k = 0; k < r.n && rc == 0; k++) {
         const struct replay_rec *x = &r.v[k];
         st->records++;
@@ -453,6 +500,11 @@ struct journal *journal_open(const char *spool_dir, struct journal_replay_stats 
     for (int i = 0; i < JOURNAL_SEGMENTS; i++)
         jr->seg_fd[i] = -1;
     *fatal = false;
+    char jdir[600];
+    snprintf(jdir, sizeof(jdir), "%s/journal", spool_dir);
+    /* once a journal exists it may hold accepted mail: failing to use it
+     * must stop the start, not silently skip the replay */
+    bool existed = access(jdir, F_OK) == 0;
     pthread_mutex_init(&jr->mu, NULL);
     pthread_cond_init(&jr->cv, NULL);
     pthread_cond_init(&jr->flush_cv, NULL);
@@ -473,6 +525,9 @@ struct journal *journal_open(const char *spool_dir, struct journal_replay_stats 
         snprintf(err, errlen, "cannot open %s/checkpoint: %s", jr->dir, strerror(errno));
         goto fail;
     }
+    own_like_queue(jr->dir_fd, jr->queue_dir_fd);
+    own_like_queue(jr->lock_fd, jr->queue_dir_fd);
+    own_like_queue(jr->ckpt_fd, jr->queue_dir_fd);
     if (replay_locked(jr->dir_fd, jr->queue_dir_fd, jr->ckpt_fd, &jr->ckpt_writes,
                       &jr->next_seq, st, err, errlen) < 0) {
         *fatal = true;
@@ -489,6 +544,7 @@ struct journal *journal_open(const char *spool_dir, struct journal_replay_stats 
             goto fail;
         }
         jr->seg_size[i] = (uint64_t)stt.st_size;
+        own_like_queue(jr->seg_fd[i], jr->queue_dir_fd);
     }
     /* new segment files must be durable before records in them count */
     if (fsync(jr->dir_fd) < 0) {
@@ -509,6 +565,8 @@ struct journal *journal_open(const char *spool_dir, struct journal_replay_stats 
     jr->flush_started = true;
     return jr;
 fail:
+    if (existed)
+        *fatal = true;
     journal_close(jr);
     return NULL;
 }
@@ -551,9 +609,13 @@ int journal_replay(const char *spool_dir, struct journal_replay_stats *st,
     int dir_fd, queue_dir_fd, lock_fd = -1, ckpt_fd = -1, rc = 0;
     memset(st, 0, sizeof(*st));
     if (open_dirs(spool_dir, dir, sizeof(dir), &dir_fd, &queue_dir_fd, false) < 0) {
+        int e = errno;
         close_fd(&dir_fd);
         close_fd(&queue_dir_fd);
-        return 0;   /* no journal (or no queue): nothing to replay */
+        if (e == ENOENT)
+            return 0;   /* no journal (or no queue): nothing to replay */
+        snprintf(err, errlen, "cannot open %s: %s", dir, strerror(e));
+        return -1;
     }
     lock_fd = openat(dir_fd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (lock_fd >= 0 && flock(lock_fd, LOCK_EX | LOCK_NB) == 0) {
@@ -564,13 +626,8 @@ int journal_replay(const char *spool_dir, struct journal_replay_stats *st,
             snprintf(err, errlen, "cannot open %s/checkpoint: %s", dir, strerror(errno));
             rc = -1;
         } else {
-            /* continue the slot alternation: overwrite the older slot */
-            unsigned char *ck;
-            size_t cklen;
-            if (read_all(ckpt_fd, &ck, &cklen) == 0 && cklen >= 2 * JOURNAL_CKPT_SLOT)
-                writes = journal_parse_checkpoint(ck, JOURNAL_CKPT_SLOT) >
-                         journal_parse_checkpoint(ck + JOURNAL_CKPT_SLOT, JOURNAL_CKPT_SLOT);
-            free(ck);
+            own_like_queue(lock_fd, queue_dir_fd);
+            own_like_queue(ckpt_fd, queue_dir_fd);
             rc = replay_locked(dir_fd, queue_dir_fd, ckpt_fd, &writes, &next, st, err, errlen);
         }
     } else if (lock_fd < 0) {
@@ -599,6 +656,7 @@ static bool rotate(struct journal *jr)
     jr->state[next] = SEG_ACTIVE;
     jr->seg_last[next] = 0;
     jr->off = 0;
+    jr->need_rotate = false;
     pthread_cond_broadcast(&jr->cv);   /* the checkpointer has work */
     return true;
 }
@@ -619,12 +677,19 @@ static int extend(struct journal *jr, uint64_t need)
     if (jr->seg_size[a] < jr->off)      /* never zero what is written */
         jr->seg_size[a] = jr->off;
     want = (want + EXTEND_STEP - 1) / EXTEND_STEP * EXTEND_STEP;
+    uint64_t before = jr->seg_size[a];
     while (jr->seg_size[a] < want) {
         uint64_t k = want - jr->seg_size[a];
         if (k > sizeof(zeros))
             k = sizeof(zeros);
-        if (write_all_at(jr->seg_fd[a], zeros, (size_t)k, (off_t)jr->seg_size[a]) < 0)
-            return errno;
+        if (write_all_at(jr->seg_fd[a], zeros, (size_t)k, (off_t)jr->seg_size[a]) < 0) {
+            /* give the space back (a full disk): the classic path that
+             * takes this batch needs it for the queue files */
+            int e = errno;
+            if (ftruncate(jr->seg_fd[a], (off_t)before) == 0)
+                jr->seg_size[a] = before;
+            return e;
+        }
         jr->seg_size[a] += k;
     }
     return 0;
@@ -692,33 +757,44 @@ int journal_commit_start(struct journal *jr, const struct journal_entry *e, size
     if (n == 0)
         return 0;
     pthread_mutex_lock(&jr->mu);
-    if (jr->off > 0 && jr->off + total > JOURNAL_SEGMENT_MAX && !rotate(jr)) {
+    if ((jr->need_rotate || (jr->off > 0 && jr->off + total > JOURNAL_SEGMENT_MAX)) &&
+        !rotate(jr)) {
         pthread_mutex_unlock(&jr->mu);
         return EAGAIN;
     }
     int rc = extend(jr, total);
     if (rc == 0)
         rc = write_records(jr, e, n);
+    if (rc)
+        jr->need_rotate = true;   /* torn records: nothing may follow them here */
     *ticket = jr->written_seq;
     pthread_cond_signal(&jr->flush_cv);
     pthread_mutex_unlock(&jr->mu);
     return rc;
 }
 
+/* 1 durable, 0 pending, -errno failed (mu held). */
+static int ticket_state(const struct journal *jr, uint64_t ticket)
+{
+    if (jr->fail_hi && ticket > jr->fail_lo && ticket <= jr->fail_hi)
+        return -jr->fail_err;
+    return jr->synced_seq >= ticket;
+}
+
 int journal_commit_wait(struct journal *jr, uint64_t ticket)
 {
     pthread_mutex_lock(&jr->mu);
-    while (jr->synced_seq < ticket && jr->last_fail_seq < ticket)
+    int st;
+    while ((st = ticket_state(jr, ticket)) == 0)
         pthread_cond_wait(&jr->done_cv, &jr->mu);
-    int rc = jr->last_fail_seq >= ticket ? jr->fail_err : 0;
     pthread_mutex_unlock(&jr->mu);
-    return rc;
+    return st < 0 ? -st : 0;
 }
 
 int journal_ticket_state(struct journal *jr, uint64_t ticket)
 {
     pthread_mutex_lock(&jr->mu);
-    int st = jr->last_fail_seq >= ticket ? -jr->fail_err : jr->synced_seq >= ticket;
+    int st = ticket_state(jr, ticket);
     pthread_mutex_unlock(&jr->mu);
     return st;
 }
@@ -745,7 +821,7 @@ static void *flush_main(void *arg)
     struct journal *jr = arg;
     pthread_mutex_lock(&jr->mu);
     for (;;) {
-        if (jr->written_seq == jr->synced_seq || jr->written_seq == jr->last_fail_seq) {
+        if (jr->written_seq <= jr->synced_seq || jr->written_seq <= jr->fail_hi) {
             if (jr->stopping)
                 break;
             pthread_cond_wait(&jr->flush_cv, &jr->mu);
@@ -765,8 +841,11 @@ static void *flush_main(void *arg)
                 err = errno;
         pthread_mutex_lock(&jr->mu);
         if (err) {
-            jr->last_fail_seq = target;
+            if (jr->fail_hi == 0 || jr->synced_seq < jr->fail_lo)
+                jr->fail_lo = jr->synced_seq;
+            jr->fail_hi = jr->written_seq;
             jr->fail_err = err;
+            jr->need_rotate = true;
             log_svc_warn("queue", "journal fdatasync failed: %s", strerror(err));
         } else if (target > jr->synced_seq) {
             jr->synced_seq = target;
@@ -790,6 +869,11 @@ void journal_forget(struct journal *jr, const char *qid)
         return;
     unsigned char hdr[JOURNAL_HDR_LEN];
     pthread_mutex_lock(&jr->mu);
+    /* removals alone (no commits: a quiet server, spool_sync = auto) must
+     * not grow a segment for ever; if no segment is free the record goes
+     * to the full one, a little past its size */
+    if (jr->off + sizeof(hdr) > JOURNAL_SEGMENT_MAX)
+        rotate(jr);
     journal_encode_header(hdr, JOURNAL_REC_GONE, jr->next_seq, qid, NULL, 0);
     if (extend(jr, sizeof(hdr)) == 0 &&
         write_all_at(jr->seg_fd[jr->active], hdr, sizeof(hdr), (off_t)jr->off) == 0) {
@@ -808,9 +892,14 @@ static void *ckpt_main(void *arg)
     pthread_mutex_lock(&jr->mu);
     for (;;) {
         uint64_t upto = 0;
-        for (int i = 0; i < JOURNAL_SEGMENTS; i++)
-            if (jr->state[i] == SEG_CLOSED && jr->seg_last[i] > upto)
+        for (int i = 0; i < JOURNAL_SEGMENTS; i++) {
+            if (jr->state[i] != SEG_CLOSED)
+                continue;
+            if (jr->seg_last[i] <= jr->ckpt_seq)
+                jr->state[i] = SEG_FREE;      /* nothing new in it (or empty) */
+            else if (jr->seg_last[i] > upto)
                 upto = jr->seg_last[i];
+        }
         if (upto == 0) {
             if (jr->stopping)
                 break;
@@ -821,17 +910,22 @@ static void *ckpt_main(void *arg)
         int rc = make_queue_durable(jr->queue_dir_fd);
         if (rc == 0)
             rc = ckpt_write(jr->ckpt_fd, &jr->ckpt_writes, upto);
-        if (rc < 0) {
+        if (rc < 0)
             log_svc_warn("queue", "journal checkpoint failed: %s; retrying in 1 s",
                          strerror(errno));
-            sleep(1);
-        }
         pthread_mutex_lock(&jr->mu);
         if (rc == 0) {
             jr->ckpt_seq = upto;
             for (int i = 0; i < JOURNAL_SEGMENTS; i++)
                 if (jr->state[i] == SEG_CLOSED && jr->seg_last[i] <= upto)
                     jr->state[i] = SEG_FREE;
+        } else if (jr->stopping) {
+            break;                  /* the next start replays instead */
+        } else {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += 1;
+            pthread_cond_timedwait(&jr->cv, &jr->mu, &ts);
         }
     }
     pthread_mutex_unlock(&jr->mu);

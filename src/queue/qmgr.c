@@ -854,6 +854,7 @@ void qmgr_free(struct qmgr *q)
     if (q == NULL)
         return;
     q->stopping = true;
+    qmgr_notify_detach(q);
     smtp_client_shutdown();
     if (q->ctl)
         evconnlistener_free(q->ctl);

@@ -84,5 +84,6 @@ struct evconnlistener *qmgr_ctl_listen(struct qmgr *q, const char *spool_dir);
 /* qmgr_notify.c */
 void qmgr_msg_check_done(struct qmgr *q, struct qmsg *m);
 void qmgr_delay_notice_check(struct qmgr *q, struct qmsg *m, time_t now);
+void qmgr_notify_detach(struct qmgr *q);
 
 #endif

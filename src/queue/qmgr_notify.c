@@ -64,6 +64,16 @@ static void pending_free(void *p)
     free(d);
 }
 
+void qmgr_notify_detach(struct qmgr *q)
+{
+    /* notifications still committing when the queue manager is freed (a
+     * shutdown that timed out) complete into nothing */
+    if (pending_owner == q) {
+        dict_free(&pending);
+        pending_owner = NULL;
+    }
+}
+
 static void dsn_committed(uint64_t token, const char *newqid, int err)
 {
     struct qmgr *q = pending_owner;

@@ -773,13 +773,14 @@ static void *spool_sync_main(void *arg)
             pthread_cond_wait(&sp->cond, &sp->lock);
         if (sp->todo == NULL && sp->stopping)
             break;
-        if (sp->gather_us && idle) {
+        unsigned gather = sp->gather_us;   /* read under the lock: reload sets it */
+        if (gather && idle) {
             /* group-commit window: let concurrent sessions join the batch.
              * Only after idling: commits that queued up while the last
              * batch was on disk already make a batch, and waiting more
              * would only add latency. */
             pthread_mutex_unlock(&sp->lock);
-            usleep(sp->gather_us);
+            usleep(gather);
             pthread_mutex_lock(&sp->lock);
         }
         struct spool_job *batch = sp->todo;

@@ -462,6 +462,7 @@ fatal:
         fprintf(stderr, "sluice: fatal: %s\n", err);
 cleanup:
     qmgr_free(srv.qmgr);
+    srv.qmgr = NULL;   /* commits spool_close still hands over must not reach it */
     greylist_free(srv.greylist);
     dns_free(srv.dns);
     spool_close(srv.spool);

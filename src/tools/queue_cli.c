@@ -118,11 +118,15 @@ int queue_cli_main(int argc, char **argv)
          * first, so the queue shown (or changed) is the real one */
         struct journal_replay_stats st;
         char err[600];
-        if (journal_replay(cfg->spool_dir, &st, err, sizeof(err)) < 0)
-            fprintf(stderr, "sluice queue: warning: %s; fix: start sluice serve on this "
-                    "spool once, it replays the journal\n", err);
+        bool replayed = journal_replay(cfg->spool_dir, &st, err, sizeof(err)) == 0;
+        bool changes = strcmp(cmd, "list") != 0 && strcmp(cmd, "show") != 0;
+        if (!replayed)
+            fprintf(stderr, "sluice queue: %s: %s; fix: start sluice serve on this spool "
+                    "once, it replays the journal\n", changes ? "error" : "warning", err);
         buf_reset(&out);
-        rc = queue_offline(cfg->spool_dir, cmd, arg, json, &out);
+        /* a change before the replay could be undone by it (a deleted
+         * message written back): refuse */
+        rc = !replayed && changes ? 1 : queue_offline(cfg->spool_dir, cmd, arg, json, &out);
     }
     fwrite(out.data ? out.data : "", 1, out.len, rc == 0 ? stdout : stderr);
     buf_free(&out);

@@ -381,6 +381,95 @@ static void test_forget_across_extension(void **state)
     assert_int_equal(access(p, F_OK), 0);
 }
 
+/* A batch larger than one pwritev can take (IOV_MAX iovecs). */
+static void test_big_batch(void **state)
+{
+    enum { N = 700 };
+    struct journal_entry e[N];
+    static char qids[N][17];
+    for (int i = 0; i < N; i++) {
+        snprintf(qids[i], sizeof(qids[i]), "6B03CFA1%08X", i);
+        e[i] = (struct journal_entry){qids[i], M1, sizeof(M1) - 1};
+    }
+    crash_after(e, N, NULL);
+    for (int i = 0; i < N; i += 7) {
+        char p[128];
+        qpath(p, sizeof(p), qids[i]);
+        assert_int_equal(unlink(p), 0);
+    }
+    struct journal_replay_stats st;
+    char err[256];
+    assert_int_equal(journal_replay(spool, &st, err, sizeof(err)), 0);
+    assert_int_equal(st.records, N);
+    assert_int_equal(st.restored, (N + 6) / 7);
+}
+
+/* Removals alone rotate the ring too: a segment never grows without end. */
+static void test_forget_only_rotates(void **state)
+{
+    struct journal_replay_stats st;
+    struct journal *jr = open_journal(&st);
+    size_t n = JOURNAL_SEGMENT_MAX / JOURNAL_HDR_LEN + 20000;
+    for (size_t i = 0; i < n; i++)
+        journal_forget(jr, Q3);
+    journal_close(jr);
+    char p[128];
+    struct stat s0, s1;
+    snprintf(p, sizeof(p), "%s/journal/seg.0", spool);
+    assert_int_equal(stat(p, &s0), 0);
+    snprintf(p, sizeof(p), "%s/journal/seg.1", spool);
+    assert_int_equal(stat(p, &s1), 0);
+    assert_true((uint64_t)s0.st_size <= JOURNAL_SEGMENT_MAX + (1u << 20));
+    assert_true(s1.st_size > 0);
+}
+
+/* A journal that exists but cannot be used stops the start (it may hold
+ * accepted mail); a new spool where none can be made only loses speed. */
+static void test_unusable_journal_is_fatal(void **state)
+{
+    char p[128];
+    snprintf(p, sizeof(p), "%s/journal", spool);
+    assert_int_equal(mkdir(p, 0700), 0);
+    snprintf(p, sizeof(p), "%s/journal/checkpoint", spool);
+    assert_int_equal(mkdir(p, 0700), 0);     /* cannot be opened as a file */
+    struct journal_replay_stats st;
+    bool fatal = false;
+    char err[256];
+    assert_null(journal_open(spool, &st, &fatal, err, sizeof(err)));
+    assert_true(fatal);
+    assert_non_null(strstr(err, "checkpoint"));
+    assert_int_equal(journal_replay(spool, &st, err, sizeof(err)), -1);
+}
+
+/* Started as root, files written back belong to the owner of queue/ (the
+ * mail_owner the server runs as after start-up). */
+static void test_restored_file_owner(void **state)
+{
+    if (geteuid() != 0) {
+        print_message("not root: ownership not tested\n");
+        return;
+    }
+    char q[128];
+    snprintf(q, sizeof(q), "%s/queue", spool);
+    assert_int_equal(chown(q, 65534, 65534), 0);
+    struct journal_entry e = {Q1, M1, sizeof(M1) - 1};
+    crash_after(&e, 1, NULL);
+    char p[128];
+    qpath(p, sizeof(p), Q1);
+    assert_int_equal(unlink(p), 0);
+    struct journal_replay_stats st;
+    struct journal *jr = open_journal(&st);
+    assert_int_equal(st.restored, 1);
+    struct stat f;
+    assert_int_equal(stat(p, &f), 0);
+    assert_int_equal(f.st_uid, 65534);
+    assert_int_equal(f.st_gid, 65534);
+    snprintf(p, sizeof(p), "%s/journal/seg.0", spool);
+    assert_int_equal(stat(p, &f), 0);
+    assert_int_equal(f.st_uid, 65534);
+    journal_close(jr);
+}
+
 /* More than a segment of records: the ring rotates, checkpoints free the
  * segments, and a crash still replays what was not checkpointed. */
 static void test_rotation(void **state)
@@ -454,6 +543,11 @@ int main(void)
                                         teardown_spool),
         cmocka_unit_test_setup_teardown(test_forget_across_extension, setup_spool,
                                         teardown_spool),
+        cmocka_unit_test_setup_teardown(test_big_batch, setup_spool, teardown_spool),
+        cmocka_unit_test_setup_teardown(test_forget_only_rotates, setup_spool, teardown_spool),
+        cmocka_unit_test_setup_teardown(test_unusable_journal_is_fatal, setup_spool,
+                                        teardown_spool),
+        cmocka_unit_test_setup_teardown(test_restored_file_owner, setup_spool, teardown_spool),
         cmocka_unit_test_setup_teardown(test_rotation, setup_spool, teardown_spool),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
