@@ -515,8 +515,9 @@ struct journal *journal_open(const char *spool_dir, struct journal_replay_stats 
     }
     jr->lock_fd = openat(jr->dir_fd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (jr->lock_fd < 0 || flock(jr->lock_fd, LOCK_EX | LOCK_NB) < 0) {
-        snprintf(err, errlen, "cannot lock %s/lock: %s (another sluice serve on this "
-                 "spool?)", jr->dir, strerror(errno));
+        snprintf(err, errlen, "cannot lock %s/lock: %s (%s)", jr->dir, strerror(errno),
+                 errno == EWOULDBLOCK ? "another sluice serve uses this spool"
+                                      : "give the spool to the user sluice runs as");
         *fatal = true;
         goto fail;
     }
