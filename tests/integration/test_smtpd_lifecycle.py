@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
@@ -227,6 +228,42 @@ class Sighup(ServerTest):
         self.assertIn("SIZE 200000", text)
         c2 = self.connect(source=source_ip())
         self.assertIn("SIZE 200000", c2.ehlo())
+
+    def test_spool_sync_switched_by_reload(self):
+        """journal -> fdatasync -> auto -> journal under concurrent
+        sessions: every message queued, complete, across the switches."""
+        qids, errors = [], []
+        lock = threading.Lock()
+        stop = threading.Event()
+
+        def client():
+            try:
+                c = self.connect(source=source_ip())
+                c.ehlo()
+                while not stop.is_set():
+                    code, text = c.send_mail(rcpts=["alice@localhost"], body=make_body(lines=30))
+                    with lock:
+                        qids.append(queued_id(text))
+                c.cmd("QUIT")
+                c.close()
+            except Exception as e:   # noqa: BLE001 - reported below
+                with lock:
+                    errors.append(repr(e))
+        threads = [threading.Thread(target=client) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for mode in ("fdatasync", "auto", "journal"):
+            time.sleep(0.3)
+            self.rewrite_conf(spool_sync=mode)
+            self.hup_and_wait()
+        time.sleep(0.3)
+        stop.set()
+        for t in threads:
+            t.join(60)
+        self.assertEqual(errors, [])
+        self.assertGreater(len(qids), 20)
+        for qid in qids:
+            parse_queue_file(self.srv.read_queue_file(qid))
 
     def test_broken_config_on_reload_keeps_running(self):
         c = self.connect(source=source_ip())
