@@ -224,9 +224,10 @@ static struct journal *open_journal(struct journal_replay_stats *st)
     return jr;
 }
 
-/* In a child: commit the messages (and forget some), then die without
- * the final checkpoint, as a crash would. */
-static void crash_after(const struct journal_entry *e, size_t n, const char *forget)
+/* Run body(jr, arg) in a child that opened the journal, then let the
+ * child die without the final checkpoint, as a crash would. body returns
+ * 0, or the child's exit code when something failed. */
+static void in_crashing_child(int (*body)(struct journal *jr, void *arg), void *arg)
 {
     pid_t pid = fork();
     assert_true(pid >= 0);
@@ -235,20 +236,42 @@ static void crash_after(const struct journal_entry *e, size_t n, const char *for
         bool fatal;
         char err[256];
         struct journal *jr = journal_open(spool, &st, &fatal, err, sizeof(err));
-        if (jr == NULL)
-            _exit(3);
-        for (size_t i = 0; i < n; i++)
-            write_file(e[i].qid, e[i].data, e[i].len);   /* what the spool does first */
-        if (journal_commit(jr, e, n) != 0)
-            _exit(4);
-        if (forget)
-            journal_forget(jr, forget);
-        _exit(0);
+        _exit(jr == NULL ? 3 : body(jr, arg));
     }
     int status;
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* Write each file (what the spool does first) and commit it. */
+static int commit_files(struct journal *jr, const struct journal_entry *e, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        write_file(e[i].qid, e[i].data, e[i].len);
+    return journal_commit(jr, e, n) != 0 ? 4 : 0;
+}
+
+struct crash_args {
+    const struct journal_entry *e;
+    size_t n;
+    const char *forget;
+};
+
+static int commit_and_forget(struct journal *jr, void *arg)
+{
+    struct crash_args *c = arg;
+    int rc = commit_files(jr, c->e, c->n);
+    if (rc == 0 && c->forget)
+        journal_forget(jr, c->forget);
+    return rc;
+}
+
+/* Commit the messages (and forget one), then crash. */
+static void crash_after(const struct journal_entry *e, size_t n, const char *forget)
+{
+    struct crash_args c = {e, n, forget};
+    in_crashing_child(commit_and_forget, &c);
 }
 
 static const char M1[] = "SLUICE-QUEUE 1\nid 6B03CFA01C0C3000\ncontent\nhello\n\nend 36 6\n";
@@ -344,32 +367,20 @@ static void test_clean_close_checkpoints(void **state)
 /* Gone records beyond the zero-filled part of a segment, then a commit:
  * growing the segment must not zero what is already written (the walk
  * would stop there and never reach the commit). */
+static int commit_forget_commit(struct journal *jr, void *arg)
+{
+    struct journal_entry e1 = {Q1, M1, sizeof(M1) - 1}, e2 = {Q2, M2, sizeof(M2) - 1};
+    (void)arg;
+    if (commit_files(jr, &e1, 1) != 0)
+        return 4;
+    for (int i = 0; i < 40000; i++)          /* 1.6 MB of gone records */
+        journal_forget(jr, Q3);
+    return commit_files(jr, &e2, 1) != 0 ? 5 : 0;
+}
+
 static void test_forget_across_extension(void **state)
 {
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        struct journal_replay_stats st;
-        bool fatal;
-        char err[256];
-        struct journal *jr = journal_open(spool, &st, &fatal, err, sizeof(err));
-        if (jr == NULL)
-            _exit(3);
-        struct journal_entry e = {Q1, M1, sizeof(M1) - 1};
-        write_file(Q1, M1, sizeof(M1) - 1);
-        if (journal_commit(jr, &e, 1) != 0)
-            _exit(4);
-        for (int i = 0; i < 40000; i++)          /* 1.6 MB of gone records */
-            journal_forget(jr, Q3);
-        struct journal_entry e2 = {Q2, M2, sizeof(M2) - 1};
-        write_file(Q2, M2, sizeof(M2) - 1);
-        if (journal_commit(jr, &e2, 1) != 0)
-            _exit(5);
-        _exit(0);
-    }
-    int status;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_int_equal(WEXITSTATUS(status), 0);
+    in_crashing_child(commit_forget_commit, NULL);
     char p[128];
     qpath(p, sizeof(p), Q2);
     assert_int_equal(unlink(p), 0);
@@ -470,6 +481,32 @@ static void test_restored_file_owner(void **state)
     journal_close(jr);
 }
 
+struct big_args {
+    const char *payload;
+    size_t size, n;
+};
+
+/* n commits of one big message each; a full ring (checkpoints behind)
+ * is waited out, as the spool would sync that one the classic way */
+static int commit_big_ones(struct journal *jr, void *arg)
+{
+    struct big_args *b = arg;
+    for (size_t i = 0; i < b->n; i++) {
+        char qid[17];
+        snprintf(qid, sizeof(qid), "6B03CFA0%08zX", i);
+        write_file(qid, b->payload, b->size);
+        struct journal_entry e = {qid, b->payload, b->size};
+        int rc = journal_commit(jr, &e, 1);
+        while (rc == EAGAIN) {
+            usleep(10000);
+            rc = journal_commit(jr, &e, 1);
+        }
+        if (rc != 0)
+            return 4;
+    }
+    return 0;
+}
+
 /* More than a segment of records: the ring rotates, checkpoints free the
  * segments, and a crash still replays what was not checkpointed. */
 static void test_rotation(void **state)
@@ -477,34 +514,8 @@ static void test_rotation(void **state)
     size_t big = 256 * 1024, n = 3 * (JOURNAL_SEGMENT_MAX / big);
     char *payload = malloc(big);
     memset(payload, 'm', big);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        struct journal_replay_stats st;
-        bool fatal;
-        char err[256];
-        struct journal *jr = journal_open(spool, &st, &fatal, err, sizeof(err));
-        if (jr == NULL)
-            _exit(3);
-        for (size_t i = 0; i < n; i++) {
-            char qid[17];
-            snprintf(qid, sizeof(qid), "6B03CFA0%08zX", i);
-            write_file(qid, payload, big);
-            struct journal_entry e = {qid, payload, big};
-            int rc = journal_commit(jr, &e, 1);
-            while (rc == EAGAIN) {       /* checkpoints behind: the spool would
-                                          * sync this one the classic way */
-                usleep(10000);
-                rc = journal_commit(jr, &e, 1);
-            }
-            if (rc != 0)
-                _exit(4);
-        }
-        _exit(0);
-    }
-    int status;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_int_equal(WEXITSTATUS(status), 0);
+    struct big_args args = {payload, big, n};
+    in_crashing_child(commit_big_ones, &args);
     /* every segment was used */
     for (int i = 0; i < 3; i++) {
         char p[128];
