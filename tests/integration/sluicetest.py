@@ -371,6 +371,48 @@ def reply_now_or_at_next(c, wait=2):
         return c.reply()
 
 
+class ConcurrentSenders:
+    """`clients` sessions at once, each from its own loopback address,
+    each sending mail until it has sent `per_client` messages or finish()
+    stops it. body(n, i) makes session n's i-th message. finish() returns
+    (queue ids in the order the 250s came, errors as repr strings)."""
+
+    def __init__(self, host, port, clients, per_client=None, rcpts=("u@localhost",),
+                 body=None):
+        self.qids, self.errors = [], []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._args = (host, port, per_client, rcpts, body)
+        self._threads = [threading.Thread(target=self._client, args=(n,))
+                         for n in range(clients)]
+        for t in self._threads:
+            t.start()
+
+    def _client(self, n):
+        host, port, per_client, rcpts, body = self._args
+        try:
+            c = Client(host, port, source=source_ip())
+            c.ehlo()
+            i = 0
+            while (per_client is None or i < per_client) and not self._stop.is_set():
+                code, text = c.send_mail(rcpts=rcpts, body=body(n, i) if body else make_body())
+                with self._lock:
+                    self.qids.append(queued_id(text))
+                i += 1
+            c.cmd("QUIT")
+            c.close()
+        except Exception as e:   # noqa: BLE001 - returned by finish()
+            with self._lock:
+                self.errors.append(repr(e))
+
+    def finish(self, stop=False, timeout=120):
+        if stop:
+            self._stop.set()
+        for t in self._threads:
+            t.join(timeout)
+        return self.qids, self.errors
+
+
 def close_clients(clients):
     for c in clients:
         try:

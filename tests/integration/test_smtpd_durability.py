@@ -35,7 +35,7 @@ import threading
 import time
 import unittest
 
-from sluicetest import (SLUICE, Client, Sluice, SluiceCase, make_body, parse_queue_file,
+from sluicetest import (SLUICE, Client, ConcurrentSenders, Sluice, SluiceCase, make_body, parse_queue_file,
                         queued_id, sanitizer_report, source_ip, split_message, start_sluice,
                         stop_sluice, wait_for_log, wait_until)
 
@@ -140,28 +140,10 @@ class SyncModes(unittest.TestCase):
 
     def queue_concurrently(self, mode):
         srv = start_sluice(conf={"spool_sync": mode})
-        qids, errors = [], []
-        lock = threading.Lock()
-
-        def client(n):
-            try:
-                c = Client(srv.host, srv.port, source=source_ip())
-                c.ehlo()
-                for i in range(10):
-                    code, text = c.send_mail(body=make_body(subject=f"{mode} {n} {i}"))
-                    with lock:
-                        qids.append(queued_id(text))
-                c.cmd("QUIT")
-                c.close()
-            except Exception as e:   # noqa: BLE001 - reported below
-                with lock:
-                    errors.append(repr(e))
         try:
-            threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(120)
+            qids, errors = ConcurrentSenders(
+                srv.host, srv.port, 8, per_client=10,
+                body=lambda n, i: make_body(subject=f"{mode} {n} {i}")).finish()
             self.assertEqual(errors, [])
             self.assertEqual(len(qids), 80)
             for qid in qids:
@@ -203,22 +185,10 @@ class JournalReplay(unittest.TestCase):
         stop_sluice(self.srv)
 
     def queue_messages(self, n_clients=4, per_client=6):
-        qids, lock = [], threading.Lock()
-
-        def client(n):
-            c = Client(self.srv.host, self.srv.port, source=source_ip())
-            c.ehlo()
-            for i in range(per_client):
-                code, text = c.send_mail(body=make_body(subject=f"journal {n} {i}", lines=40))
-                with lock:
-                    qids.append(queued_id(text))
-            c.cmd("QUIT")
-            c.close()
-        threads = [threading.Thread(target=client, args=(n,)) for n in range(n_clients)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(60)
+        qids, errors = ConcurrentSenders(
+            self.srv.host, self.srv.port, n_clients, per_client=per_client,
+            body=lambda n, i: make_body(subject=f"journal {n} {i}", lines=40)).finish()
+        self.assertEqual(errors, [])
         self.assertEqual(len(qids), n_clients * per_client)
         return qids
 

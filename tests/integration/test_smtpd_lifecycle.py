@@ -18,11 +18,10 @@ import signal
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 import unittest
 
-from sluicetest import (SLUICE, Client, close_clients, free_port, make_body, parse_queue_file,
+from sluicetest import (SLUICE, Client, ConcurrentSenders, close_clients, free_port, make_body, parse_queue_file,
                         queued_id, sanitizer_report, source_ip, start_sluice, stop_sluice,
                         wait_for_log)
 
@@ -232,34 +231,16 @@ class Sighup(ServerTest):
     def test_spool_sync_switched_by_reload(self):
         """journal -> fdatasync -> auto -> journal under concurrent
         sessions: every message queued, complete, across the switches."""
-        qids, errors = [], []
-        lock = threading.Lock()
-        stop = threading.Event()
-
-        def client():
-            try:
-                c = self.connect(source=source_ip())
-                c.ehlo()
-                while not stop.is_set():
-                    code, text = c.send_mail(rcpts=["alice@localhost"], body=make_body(lines=30))
-                    with lock:
-                        qids.append(queued_id(text))
-                c.cmd("QUIT")
-                c.close()
-            except Exception as e:   # noqa: BLE001 - reported below
-                with lock:
-                    errors.append(repr(e))
-        threads = [threading.Thread(target=client) for _ in range(4)]
-        for t in threads:
-            t.start()
-        for mode in ("fdatasync", "auto", "journal"):
+        senders = ConcurrentSenders(self.srv.host, self.srv.port, 4, rcpts=["alice@localhost"],
+                                    body=lambda n, i: make_body(lines=30))
+        try:
+            for mode in ("fdatasync", "auto", "journal"):
+                time.sleep(0.3)
+                self.rewrite_conf(spool_sync=mode)
+                self.hup_and_wait()
             time.sleep(0.3)
-            self.rewrite_conf(spool_sync=mode)
-            self.hup_and_wait()
-        time.sleep(0.3)
-        stop.set()
-        for t in threads:
-            t.join(60)
+        finally:
+            qids, errors = senders.finish(stop=True, timeout=60)
         self.assertEqual(errors, [])
         self.assertGreater(len(qids), 20)
         for qid in qids:
