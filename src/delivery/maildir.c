@@ -46,20 +46,6 @@ static int fail(struct maildir_job *j, int err, const char *what)
     return -1;
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* Copy the message body converting CRLF to LF (a CR whose LF is in the
  * next chunk is carried over in `cr`). */
 static int copy_content(struct maildir_job *j, int in, int out)
@@ -84,12 +70,12 @@ static int copy_content(struct maildir_job *j, int in, int out)
             if (!cr)
                 obuf[o++] = buf[i];
         }
-        if (write_all(out, obuf, o) < 0)
+        if (fs_write_all(out, obuf, o) < 0)
             return -1;
         off += r;
         left -= (uint64_t)r;
     }
-    if (cr && write_all(out, "\r", 1) < 0)
+    if (cr && fs_write_all(out, "\r", 1) < 0)
         return -1;
     return 0;
 }
@@ -151,7 +137,7 @@ void maildir_deliver(struct maildir_job *j)
     char hdr[1200];
     int hn = snprintf(hdr, sizeof(hdr), "Return-Path: <%s>\nDelivered-To: %s\n",
                       j->sender, j->recipient);
-    int rc = write_all(out, hdr, (size_t)hn) < 0 ? -1 : copy_content(j, in, out);
+    int rc = fs_write_all(out, hdr, (size_t)hn) < 0 ? -1 : copy_content(j, in, out);
     if (rc == 0 && fsync(out) < 0)
         rc = -1;
     int err = errno;

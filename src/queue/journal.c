@@ -207,53 +207,13 @@ uint64_t journal_parse_checkpoint(const unsigned char *p, size_t len)
 /* ---------------------------------------------------------------------- */
 /* files                                                                   */
 
+/* A whole journal file (a segment may exceed its size a little: removals
+ * when no segment is free). */
+#define JOURNAL_FILE_MAX ((size_t)JOURNAL_SEGMENT_MAX * 64)
+
 static int read_all(int fd, unsigned char **out, size_t *outlen)
 {
-    struct stat stt;
-    *out = NULL;
-    *outlen = 0;
-    if (fstat(fd, &stt) < 0)
-        return -1;
-    if (stt.st_size <= 0)
-        return 0;
-    if ((uint64_t)stt.st_size > (uint64_t)JOURNAL_SEGMENT_MAX * 64) {
-        errno = EFBIG;
-        return -1;
-    }
-    size_t size = (size_t)stt.st_size;
-    unsigned char *b = xmalloc(size);
-    size_t got = 0;
-    while (got < size) {
-        ssize_t n = pread(fd, b + got, size - got, (off_t)got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            free(b);
-            return -1;
-        }
-        if (n == 0)
-            break;
-        got += (size_t)n;
-    }
-    *out = b;
-    *outlen = got;
-    return 0;
-}
-
-static int write_all_at(int fd, const void *p, size_t len, off_t off)
-{
-    const unsigned char *c = p;
-    while (len > 0) {
-        ssize_t n = pwrite(fd, c, len, off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -1;
-        c += n;
-        len -= (size_t)n;
-        off += n;
-    }
-    return 0;
+    return fs_read_fd(fd, JOURNAL_FILE_MAX, (char **)out, outlen);
 }
 
 /* Write the next checkpoint slot and make it durable. */
@@ -262,7 +222,7 @@ static int ckpt_write(int fd, unsigned *writes, uint64_t seq)
     unsigned char slot[JOURNAL_CKPT_SLOT];
     journal_encode_checkpoint(slot, seq);
     off_t off = (off_t)(*writes % 2) * JOURNAL_CKPT_SLOT;
-    if (write_all_at(fd, slot, sizeof(slot), off) < 0 || fdatasync(fd) < 0)
+    if (fs_pwrite_all(fd, slot, sizeof(slot), off) < 0 || fdatasync(fd) < 0)
         return -1;   /* the same slot again next time: the other keeps the last good one */
     (*writes)++;
     return 0;
@@ -373,7 +333,7 @@ static int restore_file(int queue_dir_fd, const struct replay_rec *x)
     if (fd < 0)
         return -1;
     own_like_queue(fd, queue_dir_fd);
-    if (write_all_at(fd, x->payload, x->len, 0) < 0 || fdatasync(fd) < 0) {
+    if (fs_pwrite_all(fd, x->payload, x->len, 0) < 0 || fdatasync(fd) < 0) {
         int e = errno;
         close(fd);
         unlinkat(queue_dir_fd, tmp, 0);
@@ -683,7 +643,7 @@ static int extend(struct journal *jr, uint64_t need)
         uint64_t k = want - jr->seg_size[a];
         if (k > sizeof(zeros))
             k = sizeof(zeros);
-        if (write_all_at(jr->seg_fd[a], zeros, (size_t)k, (off_t)jr->seg_size[a]) < 0) {
+        if (fs_pwrite_all(jr->seg_fd[a], zeros, (size_t)k, (off_t)jr->seg_size[a]) < 0) {
             /* give the space back (a full disk): the classic path that
              * takes this batch needs it for the queue files */
             int e = errno;
@@ -877,7 +837,7 @@ void journal_forget(struct journal *jr, const char *qid)
         rotate(jr);
     journal_encode_header(hdr, JOURNAL_REC_GONE, jr->next_seq, qid, NULL, 0);
     if (extend(jr, sizeof(hdr)) == 0 &&
-        write_all_at(jr->seg_fd[jr->active], hdr, sizeof(hdr), (off_t)jr->off) == 0) {
+        fs_pwrite_all(jr->seg_fd[jr->active], hdr, sizeof(hdr), (off_t)jr->off) == 0) {
         jr->off += sizeof(hdr);
         jr->seg_last[jr->active] = jr->written_seq = jr->next_seq++;
         jr->seg_dirty[jr->active] = true;   /* synced with the next batch */

@@ -366,22 +366,13 @@ static int tmp_create(const char *path)
 
 static void writer_flush(struct spool_writer *w)
 {
-    size_t off = 0;
     if (w->fd < 0 && w->error == 0) {
         w->fd = tmp_create(w->tmp_path);
         if (w->fd < 0)
             w->error = errno;
     }
-    while (w->error == 0 && off < w->out.len) {
-        ssize_t n = write(w->fd, w->out.data + off, w->out.len - off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            w->error = errno;
-            break;
-        }
-        off += (size_t)n;
-    }
+    if (w->error == 0 && fs_write_all(w->fd, w->out.data, w->out.len) < 0)
+        w->error = errno;
     buf_reset(&w->out);
 }
 
@@ -476,17 +467,8 @@ static void job_write_mem(struct spool_job *j)
         j->err = errno;
         return;
     }
-    size_t off = 0;
-    while (off < j->memlen) {
-        ssize_t n = write(j->fd, j->mem + off, j->memlen - off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            j->err = errno;
-            return;
-        }
-        off += (size_t)n;
-    }
+    if (fs_write_all(j->fd, j->mem, j->memlen) < 0)
+        j->err = errno;
 }
 
 /* ---------------------------------------------------------------------- */

@@ -5,10 +5,12 @@
  */
 #include "queue/spool.h"
 #include "smtpd/smtpd_parse.h"
+#include "lib/fsutil.h"
 #include "lib/strutil.h"
 #include "lib/xalloc.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -254,23 +256,13 @@ int spool_read_file(const char *path, struct spool_envelope *env, char *err,
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
         return -1;
     }
-    struct stat st;
-    if (fstat(fd, &st) < 0 || st.st_size < 0) {
-        close(fd);
-        return fail(err, errlen, "cannot stat queue file");
-    }
-    size_t len = (size_t)st.st_size;
-    char *data = xmalloc(len + 1);
-    size_t got = 0;
-    while (got < len) {
-        ssize_t r = read(fd, data + got, len - got);
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
+    char *data;
+    size_t len;
+    int rc = fs_read_fd(fd, SIZE_MAX - 1, &data, &len);
     close(fd);
-    int rc = got == len ? spool_envelope_parse(data, len, env, err, errlen)
-                        : fail(err, errlen, "short read");
+    if (rc < 0)
+        return fail(err, errlen, "cannot read queue file");
+    rc = spool_envelope_parse(data, len, env, err, errlen);
     free(data);
     return rc;
 }

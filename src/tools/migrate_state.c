@@ -13,6 +13,7 @@
  * Records are appended in batches and fsync'd by mig_state_sync().
  */
 #include "tools/migrate.h"
+#include "lib/fsutil.h"
 #include "lib/buf.h"
 #include "lib/log.h"
 #include "lib/strutil.h"
@@ -177,20 +178,6 @@ static void put_folder(struct buf *b, const char *key, const struct mst_folder *
         buf_printf(b, "Q %s %llu\n", k, (unsigned long long)f->modseq1);
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 static int fsync_dir(const char *path)
 {
     char *copy = xstrdup(path);
@@ -224,7 +211,7 @@ static int compact(struct mig_state *st)
     }
     char *tmp = xasprintf("%s.tmp", st->path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    int rc = fd < 0 || write_all(fd, b.data, b.len) < 0 || fsync(fd) < 0 ? -1 : 0;
+    int rc = fd < 0 || fs_write_all(fd, b.data, b.len) < 0 || fsync(fd) < 0 ? -1 : 0;
     if (fd >= 0)
         close(fd);
     if (rc == 0)
@@ -303,7 +290,7 @@ int mig_state_sync(struct mig_state *st)
     pthread_mutex_lock(&st->lock);
     int rc = 0;
     if (!st->readonly && st->fd >= 0 && st->out.len > 0) {
-        if (write_all(st->fd, st->out.data, st->out.len) < 0 || fdatasync(st->fd) < 0) {
+        if (fs_write_all(st->fd, st->out.data, st->out.len) < 0 || fdatasync(st->fd) < 0) {
             st->failed = true;
             rc = -1;
         }
