@@ -12,7 +12,7 @@ import subprocess
 import time
 import unittest
 
-from harness import SLUICE, Sluice
+from harness import SLUICE, Sluice, wait_until
 from greylist_peers import DNSMASQ, Dns, have, smtp_attempt, stop_sluice_and_dns, tmpdir
 
 DELAY = 2
@@ -129,13 +129,10 @@ class AdversarialTest(unittest.TestCase):
         # one writer window (up to 1 s; longer on a loaded machine), so
         # look again until the restarted triplet shows or 10 s pass
         want = {"never2@test.example": "never-retried", r: "pending"}
-        deadline = time.monotonic() + 10
-        while True:
-            states = self.triplet_states(s)
-            if all(states.get(k) == v for k, v in want.items()) \
-                    or time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
+        wait_until(lambda: all(self.triplet_states(s).get(k) == v for k, v in want.items()),
+                   timeout=10, interval=0.1, what="triplet states " + repr(want),
+                   detail=lambda: repr(self.triplet_states(s)))
+        states = self.triplet_states(s)
         self.assertEqual(states.get("never2@test.example"), "never-retried")
         self.assertEqual(states.get(r), "pending")
 

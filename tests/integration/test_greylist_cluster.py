@@ -15,7 +15,7 @@ import subprocess
 import time
 import unittest
 
-from harness import SLUICE, Sluice
+from harness import SLUICE, Sluice, wait_until
 from greylist_peers import (DNSMASQ, POSTGREY, Dns, PolicyClient, Postgrey, have, smtp_attempt,
                             stop_sluice_and_dns, tmpdir)
 
@@ -83,15 +83,11 @@ class ClusterTest(unittest.TestCase):
         self.assertIn("pool=spf:cluster.test, pool_kind=spf, spf=pass", self.srv.log())
         # stats: every passed triplet was seen from two client addresses
         # (the CLI reads committed data, one writer window behind the server)
-        deadline = time.monotonic() + 10
-        while True:
-            p = subprocess.run([SLUICE, "greylist", "-c", self.srv.conf_path, "stats", "--json"],
-                               capture_output=True, text=True, timeout=60)
-            self.assertEqual(p.returncode, 0, p.stderr)
-            st = json.loads(p.stdout)
-            if st["passed"] == MESSAGES or time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
+        def all_passed():
+            st = self.stats()
+            return st if st["passed"] == MESSAGES else None
+        st = wait_until(all_passed, timeout=10, interval=0.1,
+                        what=f"stats with {MESSAGES} passed", detail=lambda: repr(self.stats()))
         self.assertEqual(st["passed"], MESSAGES)
         self.assertEqual(st["pending"], 0)
         self.assertGreater(st["client_ips_per_passed_triplet_mean"], 1.9)
@@ -100,6 +96,12 @@ class ClusterTest(unittest.TestCase):
               f"first retry: sluice {sluice_rate:.1f}%, postgrey "
               f"{'n/a' if postgrey_rate is None else f'{postgrey_rate:.1f}%'}", flush=True)
         self.assertEqual(sluice_rate, 100.0)
+
+    def stats(self):
+        p = subprocess.run([SLUICE, "greylist", "-c", self.srv.conf_path, "stats", "--json"],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return json.loads(p.stdout)
 
     def postgrey_rate(self, trace):
         """The same trace through postgrey (default options, --delay shortened)."""
