@@ -241,6 +241,14 @@ static int greylist_start(struct smtpd *srv, const struct config *c, char *err,
     return srv->greylist ? 0 : -1;
 }
 
+/* The spool's settings from the configuration (at start and on reload;
+ * config.c has already checked spool_sync against its choices). */
+static void spool_configure(struct spool *sp, const struct config *c)
+{
+    spool_set_gather(sp, (unsigned)c->spool_sync_delay_us);
+    spool_set_sync(sp, (enum spool_sync_mode)spool_sync_mode_parse(c->spool_sync));
+}
+
 static void reload(struct smtpd *srv)
 {
     char err[1024];
@@ -274,8 +282,7 @@ static void reload(struct smtpd *srv)
     if (srv->tls_ctx)
         SSL_CTX_free(srv->tls_ctx); /* live SSL objects keep their own ref */
     srv->tls_ctx = ctx;
-    spool_set_gather(srv->spool, (unsigned)c->spool_sync_delay_us);
-    spool_set_sync(srv->spool, (enum spool_sync_mode)spool_sync_mode_parse(c->spool_sync));
+    spool_configure(srv->spool, c);
     open_logs(c, false);
     log_svc("master", "reload -- configuration %s", c->path ? c->path : "(built-in defaults)");
 }
@@ -419,8 +426,7 @@ int smtpd_main(const char *config_path, bool daemonize)
     srv.spool = spool_open(srv.cfg->spool_dir, srv.base, err, sizeof(err));
     if (srv.spool == NULL)
         goto fatal;
-    spool_set_gather(srv.spool, (unsigned)srv.cfg->spool_sync_delay_us);
-    spool_set_sync(srv.spool, (enum spool_sync_mode)spool_sync_mode_parse(srv.cfg->spool_sync));
+    spool_configure(srv.spool, srv.cfg);
     srv.tls_ctx = load_tls(srv.cfg, err, sizeof(err));
     if (srv.tls_ctx == NULL && strcmp(srv.cfg->smtpd_tls_security_level, "none") != 0)
         goto fatal;
