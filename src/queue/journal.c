@@ -284,9 +284,12 @@ static bool file_matches(int queue_dir_fd, const char *qid, const unsigned char 
     int fd = openat(queue_dir_fd, qid, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return false;
-    unsigned char *b;
+    /* a file of another size differs without reading it; the limit makes
+     * fs_read_fd refuse (EFBIG) anything longer than the record */
+    unsigned char *b = NULL;
     size_t blen;
-    bool same = read_all(fd, &b, &blen) == 0 && blen == len && (len == 0 || memcmp(b, p, len) == 0);
+    bool same = fs_read_fd(fd, len, (char **)&b, &blen) == 0 && blen == len &&
+                memcmp(b, p, len) == 0;
     free(b);
     close(fd);
     return same;
