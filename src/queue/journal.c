@@ -54,6 +54,15 @@ struct journal {
     uint64_t next_seq;
     enum seg_state state[JOURNAL_SEGMENTS];
     uint64_t seg_last[JOURNAL_SEGMENTS];       /* highest seq written there */
+    uint64_t seg_last_msg[JOURNAL_SEGMENTS];   /* ...of a message record */
+    /* Every message record up to here has its queue file in queue/ (or
+     * was refused): journal_files_done. A checkpoint makes durable only
+     * what is in queue/, so a closed segment waits for this to pass its
+     * last message record. Why: segments also close under records whose
+     * files are still being written (a gone record filling a segment, the
+     * sync thread starting the next batch's records early). */
+    uint64_t files_done;
+    uint64_t written_msg;                      /* the last message record's seq */
     uint64_t seg_size[JOURNAL_SEGMENTS];       /* bytes allocated and written */
     uint64_t ckpt_seq;
     unsigned ckpt_writes;
@@ -498,6 +507,7 @@ struct journal *journal_open(const char *spool_dir, struct journal_replay_stats 
         goto fail;
     }
     jr->ckpt_seq = jr->written_seq = jr->synced_seq = jr->next_seq - 1;
+    jr->files_done = jr->written_msg = jr->next_seq - 1;
     for (int i = 0; i < JOURNAL_SEGMENTS; i++) {
         char name[16];
         snprintf(name, sizeof(name), "seg.%d", i);
@@ -550,7 +560,8 @@ void journal_close(struct journal *jr)
         pthread_join(jr->ckpt_thread, NULL);
         /* everything committed is in queue/: make it durable, so the next
          * start (or an offline tool) has nothing to replay */
-        if (jr->next_seq - 1 > jr->ckpt_seq && make_queue_durable(jr->queue_dir_fd) == 0)
+        if (jr->next_seq - 1 > jr->ckpt_seq && jr->written_msg <= jr->files_done &&
+            make_queue_durable(jr->queue_dir_fd) == 0)
             ckpt_write(jr->ckpt_fd, &jr->ckpt_writes, jr->next_seq - 1);
     }
     for (int i = 0; i < JOURNAL_SEGMENTS; i++)
@@ -619,6 +630,7 @@ static bool rotate(struct journal *jr)
     jr->active = next;
     jr->state[next] = SEG_ACTIVE;
     jr->seg_last[next] = 0;
+    jr->seg_last_msg[next] = 0;
     jr->off = 0;
     jr->need_rotate = false;
     pthread_cond_broadcast(&jr->cv);   /* the checkpointer has work */
@@ -702,7 +714,8 @@ static int write_records(struct journal *jr, const struct journal_entry *e, size
             }
         }
     }
-    jr->seg_last[jr->active] = jr->written_seq = jr->next_seq - 1;
+    jr->seg_last[jr->active] = jr->seg_last_msg[jr->active] = jr->written_seq = jr->next_seq - 1;
+    jr->written_msg = jr->written_seq;
     jr->seg_dirty[jr->active] = true;
     free(hdr);
     return rc;
@@ -763,6 +776,16 @@ int journal_ticket_state(struct journal *jr, uint64_t ticket)
     return st;
 }
 
+void journal_files_done(struct journal *jr, uint64_t ticket)
+{
+    pthread_mutex_lock(&jr->mu);
+    if (ticket > jr->files_done) {
+        jr->files_done = ticket;
+        pthread_cond_broadcast(&jr->cv);   /* a closed segment may be ready */
+    }
+    pthread_mutex_unlock(&jr->mu);
+}
+
 void journal_set_synced_cb(struct journal *jr, void (*cb)(void *arg), void *arg)
 {
     pthread_mutex_lock(&jr->mu);
@@ -775,6 +798,7 @@ int journal_commit(struct journal *jr, const struct journal_entry *e, size_t n)
 {
     uint64_t ticket;
     int rc = journal_commit_start(jr, e, n, &ticket);
+    journal_files_done(jr, ticket);
     return rc ? rc : journal_commit_wait(jr, ticket);
 }
 
@@ -855,16 +879,22 @@ static void *ckpt_main(void *arg)
     struct journal *jr = arg;
     pthread_mutex_lock(&jr->mu);
     for (;;) {
-        uint64_t upto = 0;
+        uint64_t upto = 0, upto_msg = 0;
         for (int i = 0; i < JOURNAL_SEGMENTS; i++) {
             if (jr->state[i] != SEG_CLOSED)
                 continue;
-            if (jr->seg_last[i] <= jr->ckpt_seq)
+            if (jr->seg_last[i] <= jr->ckpt_seq) {
                 jr->state[i] = SEG_FREE;      /* nothing new in it (or empty) */
-            else if (jr->seg_last[i] > upto)
+                continue;
+            }
+            if (jr->seg_last[i] > upto)
                 upto = jr->seg_last[i];
+            if (jr->seg_last_msg[i] > upto_msg)
+                upto_msg = jr->seg_last_msg[i];
         }
-        if (upto == 0) {
+        /* seqs grow across segments: when the newest closed segment's
+         * files are all in queue/, so are the older ones' */
+        if (upto == 0 || upto_msg > jr->files_done) {
             if (jr->stopping)
                 break;
             pthread_cond_wait(&jr->cv, &jr->mu);

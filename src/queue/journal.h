@@ -70,19 +70,25 @@ struct journal *journal_open(const char *spool_dir, struct journal_replay_stats 
 void journal_close(struct journal *jr);
 
 /* Append one record per entry (to the page cache) and wake the flusher;
- * *ticket identifies the batch for journal_commit_wait. 0, EAGAIN when no
- * segment is free (checkpoints behind), EINVAL when an entry is too
- * large, or the errno of the failed write. Called from one thread (the
- * spool's sync thread), which must have renamed the batch's queue files
- * into queue/ before its next journal_commit_start or journal_close: a
- * checkpoint may follow either, and it makes durable only what is
- * already in queue/. */
+ * *ticket identifies the batch for journal_commit_wait and
+ * journal_files_done (0: nothing was written). 0, EAGAIN when no segment
+ * is free (checkpoints behind), EINVAL when an entry is too large, or the
+ * errno of the failed write (*ticket may still be set then). Called from
+ * one thread (the spool's sync thread). */
 int journal_commit_start(struct journal *jr, const struct journal_entry *e, size_t n,
                          uint64_t *ticket);
+/* The queue files of every batch up to this ticket are in queue/ (or
+ * were refused). Batches must be reported in ticket order, each after its
+ * files were renamed, whatever its commit's outcome: a checkpoint makes
+ * durable only what is in queue/, so a closed segment is not
+ * checkpointed (nor reused) until the files of its message records are
+ * there. journal_close checkpoints only if every batch was reported. */
+void journal_files_done(struct journal *jr, uint64_t ticket);
 /* Wait until the batch is durable: 0, or the errno of the failed
  * fdatasync. */
 int journal_commit_wait(struct journal *jr, uint64_t ticket);
-/* Both (tests). */
+/* Start, files done, wait (for tests and callers whose files are in
+ * queue/ already). */
 int journal_commit(struct journal *jr, const struct journal_entry *e, size_t n);
 /* Without waiting: 1 when the batch is durable, 0 while its fdatasync is
  * pending, -errno when it failed. */

@@ -634,7 +634,8 @@ static void spool_sync_files(struct spool *sp, struct spool_job *batch, bool fs_
  * in queue/: no 250 was sent for it, and its missing end record marks it
  * as damaged at the next start (it is moved to corrupt/, never delivered).
  * A crash after a journal commit may lose the file (it was never synced):
- * the next start writes it back from the journal.
+ * the next start writes it back from the journal (no checkpoint covers a
+ * record before journal_files_done says its file is in queue/).
  */
 static uint64_t spool_sync_batch(struct spool *sp, struct spool_job *batch,
                                  enum spool_sync_mode mode, struct spool_stats *delta)
@@ -654,6 +655,8 @@ static uint64_t spool_sync_batch(struct spool *sp, struct spool_job *batch,
             j->err = errno;
         j->renamed = j->err == 0;
     }
+    if (ticket)   /* whatever the commit's outcome: a checkpoint may follow */
+        journal_files_done(sp->journal, ticket);
     delta->batches_journal += journaled;
     spool_sync_files(sp, batch, mode != SPOOL_SYNC_FDATASYNC, delta);
     delta->batches++;

@@ -434,6 +434,48 @@ static void test_forget_only_rotates(void **state)
     assert_true(s1.st_size > 0);
 }
 
+/* The newest checkpoint in spool/journal/checkpoint (0: none). */
+static uint64_t checkpoint_now(void)
+{
+    char p[128];
+    unsigned char img[4 * JOURNAL_CKPT_SLOT];
+    snprintf(p, sizeof(p), "%s/journal/checkpoint", spool);
+    int fd = open(p, O_RDONLY);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, img, sizeof(img));
+    close(fd);
+    return n > 0 ? journal_parse_checkpoint(img, (size_t)n) : 0;
+}
+
+/* A segment that closes while a batch's files are still being written
+ * (here: gone records fill it) is not checkpointed until the spool says
+ * the files are in queue/; then it is. */
+static int close_segment_under_pending_files(struct journal *jr, void *arg)
+{
+    (void)arg;
+    struct journal_entry e = {Q1, M1, sizeof(M1) - 1};
+    uint64_t ticket = 0;
+    if (journal_commit_start(jr, &e, 1, &ticket) != 0 || ticket == 0)
+        return 4;
+    size_t n = JOURNAL_SEGMENT_MAX / JOURNAL_HDR_LEN + 10;
+    for (size_t i = 0; i < n; i++)
+        journal_forget(jr, Q3);
+    usleep(300000);   /* time for a (wrong) checkpoint */
+    if (checkpoint_now() >= ticket)
+        return 5;
+    write_file(Q1, M1, sizeof(M1) - 1);
+    journal_files_done(jr, ticket);
+    for (int i = 0; i < 500 && checkpoint_now() < ticket; i++)
+        usleep(10000);
+    return checkpoint_now() >= ticket ? 0 : 6;
+}
+
+static void test_checkpoint_waits_for_files(void **state)
+{
+    in_crashing_child(close_segment_under_pending_files, NULL);
+}
+
 /* A journal that exists but cannot be used stops the start (it may hold
  * accepted mail); a new spool where none can be made only loses speed. */
 static void test_unusable_journal_is_fatal(void **state)
@@ -556,6 +598,8 @@ int main(void)
                                         teardown_spool),
         cmocka_unit_test_setup_teardown(test_big_batch, setup_spool, teardown_spool),
         cmocka_unit_test_setup_teardown(test_forget_only_rotates, setup_spool, teardown_spool),
+        cmocka_unit_test_setup_teardown(test_checkpoint_waits_for_files, setup_spool,
+                                        teardown_spool),
         cmocka_unit_test_setup_teardown(test_unusable_journal_is_fatal, setup_spool,
                                         teardown_spool),
         cmocka_unit_test_setup_teardown(test_restored_file_owner, setup_spool, teardown_spool),
