@@ -60,6 +60,7 @@
 #define LMDB_GATHER_MAX_MS 1000  /* ...grows up to this under load */
 #define LMDB_DUTY_PCT 2          /* commit CPU per window, at most */
 #define LMDB_BATCH_MAX 65536     /* a full batch is committed at once */
+#define LMDB_DONE_SLICE 256      /* overlay entries dropped per lock hold */
 
 struct lmdb_op {
     struct lmdb_op *next;
@@ -171,15 +172,23 @@ static int lmdb_commit(struct lmdb_store *s, struct lmdb_op *batch)
     return rc;
 }
 
+/* The batch is in LMDB: drop its overlay entries (unless a newer write
+ * replaced one). In slices of LMDB_DONE_SLICE under the lock: a batch of a
+ * one-second window can hold 40,000 writes, and the event loop reads the
+ * overlay under the same lock for every decision (an entry still there is
+ * as good as the committed record, so the slices are safe). */
 static void lmdb_batch_done(struct lmdb_store *s, struct lmdb_op *batch)
 {
-    pthread_mutex_lock(&s->mu);
-    for (struct lmdb_op *o = batch; o; o = o->next) {
-        struct lmdb_ov *ov = dict_get(&s->overlay, o->key);
-        if (ov && ov->seq == o->seq)
-            dict_del(&s->overlay, o->key);
+    struct lmdb_op *o = batch;
+    while (o) {
+        pthread_mutex_lock(&s->mu);
+        for (int k = 0; o && k < LMDB_DONE_SLICE; o = o->next, k++) {
+            struct lmdb_ov *ov = dict_get(&s->overlay, o->key);
+            if (ov && ov->seq == o->seq)
+                dict_del(&s->overlay, o->key);
+        }
+        pthread_mutex_unlock(&s->mu);
     }
-    pthread_mutex_unlock(&s->mu);
     while (batch) {
         struct lmdb_op *next = batch->next;
         free(batch->key);
