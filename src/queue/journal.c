@@ -58,9 +58,9 @@ struct journal {
     /* Every message record up to here has its queue file in queue/ (or
      * was refused): journal_files_done. A checkpoint makes durable only
      * what is in queue/, so a closed segment waits for this to pass its
-     * last message record. Why: segments also close under records whose
-     * files are still being written (a gone record filling a segment, the
-     * sync thread starting the next batch's records early). */
+     * last message record. Why: a segment can close while a batch's files
+     * are still being written (a gone record from the queue manager or the
+     * flusher's verdict filling it). */
     uint64_t files_done;
     uint64_t written_msg;                      /* the last message record's seq */
     uint64_t seg_size[JOURNAL_SEGMENTS];       /* bytes allocated and written */

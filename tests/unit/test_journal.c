@@ -584,26 +584,25 @@ static void test_rotation(void **state)
     free(payload);
 }
 
+/* a test on a fresh spool directory */
+#define SPOOL_TEST(f) cmocka_unit_test_setup_teardown(f, setup_spool, teardown_spool)
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_hostile_records),
         cmocka_unit_test(test_checkpoint_slots),
-        cmocka_unit_test_setup_teardown(test_replay_restores, setup_spool, teardown_spool),
-        cmocka_unit_test_setup_teardown(test_gone_not_revived, setup_spool, teardown_spool),
-        cmocka_unit_test_setup_teardown(test_clean_close_checkpoints, setup_spool,
-                                        teardown_spool),
-        cmocka_unit_test_setup_teardown(test_forget_across_extension, setup_spool,
-                                        teardown_spool),
-        cmocka_unit_test_setup_teardown(test_big_batch, setup_spool, teardown_spool),
-        cmocka_unit_test_setup_teardown(test_forget_only_rotates, setup_spool, teardown_spool),
-        cmocka_unit_test_setup_teardown(test_checkpoint_waits_for_files, setup_spool,
-                                        teardown_spool),
-        cmocka_unit_test_setup_teardown(test_unusable_journal_is_fatal, setup_spool,
-                                        teardown_spool),
-        cmocka_unit_test_setup_teardown(test_restored_file_owner, setup_spool, teardown_spool),
-        cmocka_unit_test_setup_teardown(test_rotation, setup_spool, teardown_spool),
+        SPOOL_TEST(test_replay_restores),
+        SPOOL_TEST(test_gone_not_revived),
+        SPOOL_TEST(test_clean_close_checkpoints),
+        SPOOL_TEST(test_forget_across_extension),
+        SPOOL_TEST(test_big_batch),
+        SPOOL_TEST(test_forget_only_rotates),
+        SPOOL_TEST(test_checkpoint_waits_for_files),
+        SPOOL_TEST(test_unusable_journal_is_fatal),
+        SPOOL_TEST(test_restored_file_owner),
+        SPOOL_TEST(test_rotation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
