@@ -272,10 +272,23 @@ static void log_vevent(enum log_level lvl, const char *service,
                        const char *fmt, va_list ap)
 {
     int saved_errno = errno;
-    if (log_dest == LOG_DEST_SYSLOG) {
-        char msg[LOG_LINE_MAX];
-        vsnprintf(msg, sizeof(msg), fmt, ap);
-        scrub_line_breaks(msg);
+    bool text = log_dest != LOG_DEST_SYSLOG;
+    /* a text line's message is formatted once, in place after the prefix */
+    char line[LOG_LINE_MAX + 512];
+    size_t n = text ? text_prefix(line, sizeof(line), service) : 0;
+    if (text) {
+        size_t plen = strlen(level_prefix[lvl]);
+        memcpy(line + n, level_prefix[lvl], plen);
+        n += plen;
+    }
+    char *msg = line + n;
+    int m = vsnprintf(msg, LOG_LINE_MAX, fmt, ap);
+    n += m < 0 ? 0 : (size_t)m < LOG_LINE_MAX ? (size_t)m : LOG_LINE_MAX - 1;
+    scrub_line_breaks(msg);
+    if (text) {
+        line[n] = '\n';
+        emit(log_fd, line, n + 1);
+    } else {
         char ident[64];
         snprintf(ident, sizeof(ident), "sluice/%s", service);
         if (strcmp(ident, log_ident) != 0) {
@@ -285,25 +298,11 @@ static void log_vevent(enum log_level lvl, const char *service,
         int prio = lvl == LOG_LVL_INFO ? LOG_INFO
                  : lvl == LOG_LVL_WARN ? LOG_WARNING : LOG_CRIT;
         syslog(prio, "%s%s", level_prefix[lvl], msg);
-        if (log_json_fd >= 0)
-            log_write_json(lvl, service, kv, nkv, msg);
-        errno = saved_errno;
-        return;
     }
-    /* the message is formatted once, in place after the prefix */
-    char line[LOG_LINE_MAX + 512];
-    size_t n = text_prefix(line, sizeof(line), service);
-    size_t plen = strlen(level_prefix[lvl]);
-    memcpy(line + n, level_prefix[lvl], plen);
-    n += plen;
-    char *msg = line + n;
-    int m = vsnprintf(msg, LOG_LINE_MAX, fmt, ap);
-    n += m < 0 ? 0 : (size_t)m < LOG_LINE_MAX ? (size_t)m : LOG_LINE_MAX - 1;
-    scrub_line_breaks(msg);
-    if (log_json_fd >= 0)
+    if (log_json_fd >= 0) {
+        line[n] = '\0';   /* msg ends here again (the newline went out) */
         log_write_json(lvl, service, kv, nkv, msg);
-    line[n++] = '\n';
-    emit(log_fd, line, n);
+    }
     errno = saved_errno;
 }
 

@@ -156,6 +156,23 @@ static void test_json_beside_text(void **state)
     free(j);
 }
 
+/* With syslog as the destination the JSON line still gets the message
+ * (formatted once, line breaks flattened), and nothing reaches the text
+ * file. */
+static void test_syslog_with_json(void **state)
+{
+    (void)state;
+    assert_int_equal(log_open(LOG_DEST_SYSLOG, NULL), 0);
+    assert_int_equal(log_open_json(json_path), 0);
+    log_event(LOG_LVL_INFO, "smtpd", NULL, 0, "to syslog %s", "a\rb");
+    char *j = slurp(json_path);
+    assert_matches(j, "\"service\":\"sluice/smtpd\".*\"level\":\"info\",\"msg\":\"to syslog a b\"\\}$");
+    free(j);
+    char *t = slurp(path);
+    assert_int_equal(strlen(t), 0);
+    free(t);
+}
+
 /* A batching thread's lines reach the file in order, complete. */
 static void test_batched_lines_in_order(void **state)
 {
@@ -183,6 +200,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_prefix_follows_changes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_messages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_json_beside_text, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_syslog_with_json, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batched_lines_in_order, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
