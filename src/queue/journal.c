@@ -776,12 +776,26 @@ int journal_ticket_state(struct journal *jr, uint64_t ticket)
     return st;
 }
 
+/* True if a closed segment waits for the queue files of records up to
+ * files_done (mu held). */
+static bool closed_segment_ready(const struct journal *jr)
+{
+    for (int i = 0; i < JOURNAL_SEGMENTS; i++)
+        if (jr->state[i] == SEG_CLOSED && jr->seg_last_msg[i] <= jr->files_done)
+            return true;
+    return false;
+}
+
 void journal_files_done(struct journal *jr, uint64_t ticket)
 {
     pthread_mutex_lock(&jr->mu);
     if (ticket > jr->files_done) {
         jr->files_done = ticket;
-        pthread_cond_broadcast(&jr->cv);   /* a closed segment may be ready */
+        /* Only then: this runs after every batch, and waking the
+         * checkpointer for nothing cost a context switch and a round of
+         * lock contention per batch. */
+        if (closed_segment_ready(jr))
+            pthread_cond_broadcast(&jr->cv);
     }
     pthread_mutex_unlock(&jr->mu);
 }
