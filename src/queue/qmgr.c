@@ -62,14 +62,25 @@ void qmgr_save_state(struct qmgr *q, struct qmsg *m)
         log_svc_warn("qmgr", "%s: cannot save delivery state: %s", m->qid, strerror(errno));
 }
 
-static struct qmsg *msg_load(struct qmgr *q, const char *qid)
+/* Load queue/QID. At start (*incomplete not NULL) a file cut short
+ * (SPOOL_PARSE_INCOMPLETE) is removed and counted there: it was never
+ * acknowledged (a crash while the sync thread wrote it; had its journal
+ * record been durable, the replay before this scan would have rewritten it
+ * whole). Any other damage, and anything odd later, goes to corrupt/. */
+static struct qmsg *msg_load(struct qmgr *q, const char *qid, size_t *incomplete)
 {
     char path[600], err[256];
     snprintf(path, sizeof(path), "%s/%s", q->queue_dir, qid);
     struct qmsg *m = xcalloc(1, sizeof(*m));
-    if (spool_read_file(path, &m->env, err, sizeof(err)) < 0) {
-        /* never acknowledged (its end record is missing) or damaged on
-         * disk: keep it for inspection, out of the way of delivery */
+    int rc = spool_read_file(path, &m->env, err, sizeof(err));
+    if (rc == SPOOL_PARSE_INCOMPLETE && incomplete && unlink(path) == 0) {
+        (*incomplete)++;
+        free(m);
+        return NULL;
+    }
+    if (rc < 0) {
+        /* damaged on disk: keep it for inspection, out of the way of
+         * delivery */
         char dir[600], dest[700];
         snprintf(dir, sizeof(dir), "%s/../corrupt", q->queue_dir);
         snprintf(dest, sizeof(dest), "%s/%s", dir, qid);
@@ -760,14 +771,17 @@ static int scan_queue(struct qmgr *q)
     if (d == NULL)
         return -1;
     struct dirent *de;
-    size_t n = 0;
+    size_t n = 0, incomplete = 0;
     while ((de = readdir(d)) != NULL) {
         if (de->d_name[0] == '.' || strlen(de->d_name) != QID_LEN)
             continue;
-        if (msg_load(q, de->d_name))
+        if (msg_load(q, de->d_name, &incomplete))
             n++;
     }
     closedir(d);
+    if (incomplete)
+        log_svc_warn("qmgr", "removed %zu incomplete queue file(s): cut short by a crash "
+                     "before their 250 was sent", incomplete);
     if (n)
         log_svc("qmgr", "%zu message(s) in the queue", n);
     return 0;
@@ -795,7 +809,7 @@ void qmgr_message_queued(struct qmgr *q, const char *qid)
 {
     struct qmsg *m = dict_get(&q->msgs, qid);
     if (m == NULL)
-        m = msg_load(q, qid);
+        m = msg_load(q, qid, NULL);
     if (m)
         qmgr_schedule_msg(q, m);
 }

@@ -134,13 +134,16 @@ size_t spool_pending(const struct spool *sp);
 
 /* Envelope records (exposed for tests and the queue tools). */
 void spool_envelope_format(const struct spool_envelope *env, struct buf *out);
-/* Parse a whole queue file image; -1 with a reason in err if invalid. */
+/* Parse a whole queue file image; -1 with a reason in err if invalid,
+ * SPOOL_PARSE_INCOMPLETE if it is the start of one without its end
+ * record (empty, or cut short: a crash while it was written). */
+#define SPOOL_PARSE_INCOMPLETE (-2)
 int spool_envelope_parse(const char *data, size_t len, struct spool_envelope *env,
                          char *err, size_t errlen);
 void spool_envelope_free(struct spool_envelope *env);
 void spool_envelope_add_rcpt(struct spool_envelope *env, const char *addr,
                              unsigned notify, const char *orcpt);
-/* Read and validate a queue file. */
+/* Read and validate a queue file (results as spool_envelope_parse). */
 int spool_read_file(const char *path, struct spool_envelope *env, char *err,
                     size_t errlen);
 

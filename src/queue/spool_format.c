@@ -208,11 +208,18 @@ int spool_envelope_parse(const char *data, size_t len, struct spool_envelope *en
 {
     memset(env, 0, sizeof(*env));
     size_t ml = strlen(SPOOL_MAGIC);
-    if (len < ml || memcmp(data, SPOOL_MAGIC, ml) != 0)
+    bool magic_prefix = len == 0 || memcmp(data, SPOOL_MAGIC, len < ml ? len : ml) == 0;
+    if (len < ml && magic_prefix) {
+        fail(err, errlen, "incomplete queue file (cut short in its first line)");
+        return SPOOL_PARSE_INCOMPLETE;
+    }
+    if (!magic_prefix)
         return fail(err, errlen, "not a sluice queue file (bad magic)");
     uint64_t off, clen;
-    if (parse_trailer(data, len, &off, &clen) < 0)
-        return fail(err, errlen, "incomplete queue file (no valid end record)");
+    if (parse_trailer(data, len, &off, &clen) < 0) {
+        fail(err, errlen, "incomplete queue file (no valid end record)");
+        return SPOOL_PARSE_INCOMPLETE;
+    }
     size_t pos = ml;
     bool saw_content = false;
     while (pos < off) {

@@ -135,6 +135,49 @@ class SpoolStart(unittest.TestCase):
 
 
 
+    def test_incomplete_queue_files_removed_damaged_kept(self):
+        """A file cut short in queue/ (the sync thread writes a journaled
+        message there directly; a crash can interrupt it before the 250) is
+        removed at start; a damaged one with a valid end goes to corrupt/."""
+        srv = Sluice()
+        try:
+            qdir = os.path.join(srv.spool, "queue")
+            os.makedirs(qdir)
+            c_srv = start_sluice()
+            try:
+                c = Client(c_srv.host, c_srv.port)
+                c.ehlo()
+                _, text = c.send_mail()
+                qid = queued_id(text)
+                c.close()
+                with open(os.path.join(c_srv.spool, "queue", qid), "rb") as f:
+                    image = f.read()
+            finally:
+                stop_sluice(c_srv)
+            with open(os.path.join(qdir, qid), "wb") as f:
+                f.write(image)
+            with open(os.path.join(qdir, "6B0000000000A000"), "wb") as f:
+                f.write(image[:len(image) // 2])      # cut short
+            open(os.path.join(qdir, "6B0000000000B000"), "wb").close()   # empty
+            damaged = image.replace(b"\nrcpt ", b"\nrcpX ")
+            self.assertNotEqual(damaged, image)
+            with open(os.path.join(qdir, "6B0000000000C000"), "wb") as f:
+                f.write(damaged)                      # no recipients, valid end
+            srv.start()
+            c = Client(srv.host, srv.port)
+            c.cmd("QUIT")
+            c.close()
+            wait_for_log(srv, r"removed 2 incomplete queue file\(s\)")
+            wait_for_log(srv, r"6B0000000000C000: damaged queue file moved to ")
+            self.assertEqual(srv.queue_files(), [qid])
+            self.assertEqual(os.listdir(os.path.join(srv.spool, "corrupt")),
+                             ["6B0000000000C000"])
+        finally:
+            rc, report = stop_sluice(srv)
+        self.assertEqual(report, "")
+        self.assertEqual(rc, 0)
+
+
 class SyncModes(unittest.TestCase):
     """spool_sync = auto | fdatasync, with concurrent sessions (real batches)."""
 
