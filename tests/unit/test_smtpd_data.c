@@ -72,6 +72,59 @@ static void test_split_feed(void **state)
     buf_free(&out);
 }
 
+/* Decode in pieces of `step` bytes; returns consumed bytes (or -1 if the
+ * terminator never came). */
+static size_t decode_steps(const char *in, size_t n, size_t step, struct data_decoder *d,
+                           struct buf *out)
+{
+    data_decoder_init(d, false, 20);
+    buf_init(out, 1 << 20);
+    size_t i = 0;
+    while (i < n && d->state != DD_DONE) {
+        size_t k = n - i < step ? n - i : step;
+        i += data_decode(d, in + i, k, out);
+    }
+    return d->state == DD_DONE ? i : (size_t)-1;
+}
+
+/* Whole CRLF lines take a fast path that one-byte pieces never reach:
+ * every kind of line, decoded whole and byte by byte, must agree. */
+static void test_fast_path_matches_bytewise(void **state)
+{
+    static const char in[] =
+        "Subject: fast\r\n"
+        "\r\n"
+        "plain line\r\n"
+        "..stuffed\r\n"
+        "bare\rcr\r\n"
+        "bare\nlf\r\n"
+        "nul\0inside\r\n"
+        "a line longer than twenty characters\r\n"
+        "ends with cr\r"
+        "\r\n"
+        ".\r\n"
+        "after the end\r\n";
+    size_t n = sizeof(in) - 1;
+    struct data_decoder whole, bytes;
+    struct buf a, b;
+    size_t ea = decode_steps(in, n, n, &whole, &a);
+    size_t eb = decode_steps(in, n, 1, &bytes, &b);
+    assert_int_equal(ea, eb);
+    assert_int_equal(ea, n - strlen("after the end\r\n"));
+    assert_int_equal(whole.flags, bytes.flags);
+    assert_true(whole.flags & DD_BARE_CR);
+    assert_true(whole.flags & DD_BARE_LF);
+    assert_true(whole.flags & DD_NUL);
+    assert_true(whole.flags & DD_LONG_LINE);
+    assert_int_equal(whole.in_headers, bytes.in_headers);
+    assert_false(whole.in_headers);
+    assert_int_equal(a.len, b.len);
+    assert_memory_equal(a.data, b.data, a.len);
+    assert_non_null(memmem(a.data, a.len, "\r\n.stuffed\r\n", 12));
+    buf_free(&a);
+    buf_free(&b);
+}
+
 static void expect_not_terminated(const char *in, unsigned flag)
 {
     struct data_decoder d;
@@ -166,6 +219,7 @@ int main(void)
         cmocka_unit_test(test_empty_message),
         cmocka_unit_test(test_dot_unstuffing),
         cmocka_unit_test(test_split_feed),
+        cmocka_unit_test(test_fast_path_matches_bytewise),
         cmocka_unit_test(test_smuggling_variants),
         cmocka_unit_test(test_smuggled_then_real_end),
         cmocka_unit_test(test_nul_and_long_lines),
