@@ -18,6 +18,11 @@ smtp-source. Prints per-run figures, the medians and the ratio.
 
 Every run gets a fresh spool, and no spool is deleted before the end of
 the benchmark, so every run of either server starts from the same state.
+One warm-up run of each server (BENCH_WARMUP, default 1; sluice first,
+then Postfix) comes before the measured runs and is left out of the
+medians: the first run absorbs what the machine did before the benchmark
+(the test suite's or a previous benchmark's deletions, below, slowed
+whichever server ran first, always sluice, by up to 25%).
 Deleting them between runs made each run slower than the one before: on
 ext4 without a journal (this machine's root filesystem) creating a file
 skips, one by one, every free inode of the group deleted in the last 60 s
@@ -29,7 +34,7 @@ EHLO'd, then silent) are held open against sluice from 10 loopback source
 addresses (smtpd_client_connection_limit raised), and sluice's VmRSS is
 read from /proc/PID/status. Target: under 100 MB.
 
-Environment: BENCH_RUNS (default 5), BENCH_MESSAGES (default 10000),
+Environment: BENCH_RUNS (default 5), BENCH_WARMUP (default 1), BENCH_MESSAGES (default 10000),
 BENCH_SESSIONS (default 20), BENCH_IDLE (default 5000), SLUICE_BIN
 (default build/sluice).
 
@@ -55,6 +60,7 @@ import peers  # noqa: E402
 
 SLUICE_BIN = os.environ["SLUICE_BIN"]
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
+WARMUP = int(os.environ.get("BENCH_WARMUP", "1"))
 MESSAGES = int(os.environ.get("BENCH_MESSAGES", "10000"))
 SESSIONS = int(os.environ.get("BENCH_SESSIONS", "20"))
 IDLE = int(os.environ.get("BENCH_IDLE", "5000"))
@@ -213,8 +219,14 @@ def main():
     results = {"sluice": [], "postfix": []}
     cmd = ""
     try:
-        log(f"bench: {RUNS} run(s), smtp-source -s {SESSIONS} -m {MESSAGES} -l {MSG_LEN}, "
-            f"spools under {base}")
+        log(f"bench: {WARMUP} warm-up + {RUNS} run(s), smtp-source -s {SESSIONS} -m {MESSAGES} "
+            f"-l {MSG_LEN}, spools under {base}")
+        warmup = {"sluice": [], "postfix": []}
+        for i in range(WARMUP):
+            for who in ("sluice", "postfix"):
+                rate, cmd = (run_sluice if who == "sluice" else run_postfix)(base)
+                warmup[who].append(round(rate, 1))
+                log(f"  warm-up {who:8s} {rate:9.1f} msg/s (not counted)")
         for i in range(RUNS):
             order = ("sluice", "postfix") if i % 2 == 0 else ("postfix", "sluice")
             for who in order:
@@ -232,7 +244,7 @@ def main():
             log(f"idle: {idle['sessions']} sessions held, sluice VmRSS {idle['rss_kb'] / 1024:.1f} MB "
                 f"(baseline {idle['baseline_rss_kb'] / 1024:.1f} MB, setup {idle['setup_s']}s, "
                 f"still serving: {idle['still_serving']})")
-        summary = {"runs": RUNS, "messages": MESSAGES, "sessions": SESSIONS, "msg_len": MSG_LEN,
+        summary = {"runs": RUNS, "warmup_msgs_per_s": warmup, "messages": MESSAGES, "sessions": SESSIONS, "msg_len": MSG_LEN,
                    "command": cmd, "sluice_msgs_per_s": [round(r, 1) for r in results["sluice"]],
                    "postfix_msgs_per_s": [round(r, 1) for r in results["postfix"]],
                    "median_sluice": round(med_s, 1), "median_postfix": round(med_p, 1),
