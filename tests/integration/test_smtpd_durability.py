@@ -98,6 +98,21 @@ class QueueFiles(SluiceCase):
         self.assertNotIn("for <", "\n".join(first))
 
 
+def one_queue_file():
+    """Queue one message through a throwaway sluice; (qid, file image)."""
+    srv = start_sluice()
+    try:
+        c = Client(srv.host, srv.port)
+        c.ehlo()
+        _, text = c.send_mail()
+        qid = queued_id(text)
+        c.close()
+        with open(os.path.join(srv.spool, "queue", qid), "rb") as f:
+            return qid, f.read()
+    finally:
+        stop_sluice(srv)
+
+
 class SpoolStart(unittest.TestCase):
 
     def test_tmp_cleaned_queue_kept(self):
@@ -109,17 +124,9 @@ class SpoolStart(unittest.TestCase):
                 with open(os.path.join(srv.spool, "tmp", name), "wb") as f:
                     f.write(b"SLUICE-QUEUE 1\nid " + name.encode() + b"\nhalf")
             # a complete queue file from "before"
-            c_srv = start_sluice()
-            try:
-                c = Client(c_srv.host, c_srv.port)
-                c.ehlo()
-                _, text = c.send_mail()
-                qid = queued_id(text)
-                c.close()
-                shutil.copy(os.path.join(c_srv.spool, "queue", qid),
-                            os.path.join(srv.spool, "queue", qid))
-            finally:
-                stop_sluice(c_srv)
+            qid, image = one_queue_file()
+            with open(os.path.join(srv.spool, "queue", qid), "wb") as f:
+                f.write(image)
             srv.start()
             c = Client(srv.host, srv.port)  # a greeting means the spool is open
             c.cmd("QUIT")
@@ -133,8 +140,6 @@ class SpoolStart(unittest.TestCase):
         self.assertEqual(report, "")
         self.assertEqual(rc, 0)
 
-
-
     def test_incomplete_queue_files_removed_damaged_kept(self):
         """A file cut short in queue/ (the sync thread writes a journaled
         message there directly; a crash can interrupt it before the 250) is
@@ -143,17 +148,7 @@ class SpoolStart(unittest.TestCase):
         try:
             qdir = os.path.join(srv.spool, "queue")
             os.makedirs(qdir)
-            c_srv = start_sluice()
-            try:
-                c = Client(c_srv.host, c_srv.port)
-                c.ehlo()
-                _, text = c.send_mail()
-                qid = queued_id(text)
-                c.close()
-                with open(os.path.join(c_srv.spool, "queue", qid), "rb") as f:
-                    image = f.read()
-            finally:
-                stop_sluice(c_srv)
+            qid, image = one_queue_file()
             with open(os.path.join(qdir, qid), "wb") as f:
                 f.write(image)
             with open(os.path.join(qdir, "6B0000000000A000"), "wb") as f:
