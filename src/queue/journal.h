@@ -7,9 +7,9 @@
  * queue/, about 0.6 ms per batch on the reference machine, and the batches
  * of 20 concurrent sessions queue up behind it. Appending the same bytes to
  * a journal segment and fdatasync'ing that one file costs about 0.2 ms.
- * The queue files are still written and renamed into queue/ before the
- * commit (so what a 250 acknowledges is always visible there), but they
- * become durable later, in bulk, at a checkpoint.
+ * The queue files are still written into queue/ before the commit
+ * completes (so what a 250 acknowledges is always complete there), but
+ * they become durable later, in bulk, at a checkpoint.
  *
  * Layout: spool/journal/seg.0 .. seg.3 (a ring of segments, each closed
  * at JOURNAL_SEGMENT_MAX bytes), spool/journal/checkpoint (two slots with
@@ -18,8 +18,8 @@
  * Record format and recovery: docs/queue-format.md, "Commit journal".
  *
  * A closed segment is checkpointed by a background thread: syncfs of the
- * spool filesystem and fsync of queue/ make every file renamed before it
- * durable; then the checkpoint slot is written, and the segment may be
+ * spool filesystem and fsync of queue/ make every file written there
+ * before it durable; then the checkpoint slot is written, and the segment may be
  * reused. If no segment is free, a commit fails with EAGAIN and the spool
  * syncs that batch the classic way.
  *
@@ -79,7 +79,7 @@ int journal_commit_start(struct journal *jr, const struct journal_entry *e, size
                          uint64_t *ticket);
 /* The queue files of every batch up to this ticket are in queue/ (or
  * were refused). Batches must be reported in ticket order, each after its
- * files were renamed, whatever its commit's outcome: a checkpoint makes
+ * files are in queue/, whatever its commit's outcome: a checkpoint makes
  * durable only what is in queue/, so a closed segment is not
  * checkpointed (nor reused) until the files of its message records are
  * there. journal_close checkpoints only if every batch was reported. */

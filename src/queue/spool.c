@@ -3,8 +3,8 @@
  * commit (see spool.h for the protocol and docs/queue-format.md).
  *
  * The event loop never waits on the disk for a commit: the sync thread
- * does the fdatasync/rename/fsync(dir) work and wakes the loop through a
- * pipe. Writes of message data are buffered (64 KiB) and go to the page
+ * (with the journal's flusher) does the file and sync work and wakes the
+ * loop through a pipe. Writes of message data are buffered (64 KiB) and go to the page
  * cache, which does not block in practice.
  *
  * By default (spool_sync = journal) a batch's in-memory messages are made

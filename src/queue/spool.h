@@ -1,18 +1,20 @@
 /*
  * spool.h - the durable on-disk queue.
  *
- * A message is written to spool/tmp/ (created O_EXCL), then committed by
- * the sync thread: rename it into spool/queue/ without replacing anything,
- * make the file durable, fsync the queue directory. Only then does the
- * commit callback run on the event loop, and only then may smtpd say 250.
- * Commits from concurrent sessions are batched (group commit): by default
- * a batch is made durable by appending its messages to the commit journal
- * and fdatasync'ing that (queue/journal.h); the queue files themselves
- * become durable later, at a checkpoint. Otherwise (spool_sync = auto, or
- * messages too large for the journal) a batch of several files is made
- * durable with one syncfs() of the spool filesystem while the system holds
- * little dirty data, else with write-back started for every file before
- * each is fdatasync'ed.
+ * A message is kept in memory while it arrives (or streamed to spool/tmp/,
+ * created O_EXCL, once it is large), then committed by the sync thread.
+ * Only after the commit does the callback run on the event loop, and only
+ * then may smtpd say 250. Commits from concurrent sessions are batched
+ * (group commit): by default a batch is made durable by appending its
+ * messages to the commit journal and fdatasync'ing that (queue/journal.h),
+ * while each one's file is written straight into spool/queue/ (O_EXCL);
+ * the queue files become durable later, at a checkpoint. Otherwise
+ * (spool_sync = auto | fdatasync, or messages too large for the journal)
+ * the file goes through spool/tmp/ and is renamed into spool/queue/
+ * without replacing anything, and a batch of several files is made durable
+ * with one syncfs() of the spool filesystem while the system holds little
+ * dirty data, else with write-back started for every file before each is
+ * fdatasync'ed; then the queue directory is fsync'ed.
  *
  * File format: docs/queue-format.md. A file is valid only if it ends with
  * its "end" record, so a torn file can never be mistaken for a message.
