@@ -776,14 +776,23 @@ int journal_ticket_state(struct journal *jr, uint64_t ticket)
     return st;
 }
 
-/* True if a closed segment waits for the queue files of records up to
- * files_done (mu held). */
-static bool closed_segment_ready(const struct journal *jr)
+/* The checkpoint the closed segments need now (mu held; 0: none due):
+ * the newest one's last seq, once the sync thread has reported the files
+ * of all its message records (seqs grow across segments: the older
+ * segments' files are then in queue/ too). Segments the checkpoint
+ * already covers do not count. */
+static uint64_t ckpt_due(const struct journal *jr)
 {
-    for (int i = 0; i < JOURNAL_SEGMENTS; i++)
-        if (jr->state[i] == SEG_CLOSED && jr->seg_last_msg[i] <= jr->files_done)
-            return true;
-    return false;
+    uint64_t upto = 0, upto_msg = 0;
+    for (int i = 0; i < JOURNAL_SEGMENTS; i++) {
+        if (jr->state[i] != SEG_CLOSED || jr->seg_last[i] <= jr->ckpt_seq)
+            continue;
+        if (jr->seg_last[i] > upto)
+            upto = jr->seg_last[i];
+        if (jr->seg_last_msg[i] > upto_msg)
+            upto_msg = jr->seg_last_msg[i];
+    }
+    return upto_msg <= jr->files_done ? upto : 0;
 }
 
 void journal_files_done(struct journal *jr, uint64_t ticket)
@@ -794,7 +803,7 @@ void journal_files_done(struct journal *jr, uint64_t ticket)
         /* Only then: this runs after every batch, and waking the
          * checkpointer for nothing cost a context switch and a round of
          * lock contention per batch. */
-        if (closed_segment_ready(jr))
+        if (ckpt_due(jr))
             pthread_cond_broadcast(&jr->cv);
     }
     pthread_mutex_unlock(&jr->mu);
@@ -893,22 +902,11 @@ static void *ckpt_main(void *arg)
     struct journal *jr = arg;
     pthread_mutex_lock(&jr->mu);
     for (;;) {
-        uint64_t upto = 0, upto_msg = 0;
-        for (int i = 0; i < JOURNAL_SEGMENTS; i++) {
-            if (jr->state[i] != SEG_CLOSED)
-                continue;
-            if (jr->seg_last[i] <= jr->ckpt_seq) {
+        for (int i = 0; i < JOURNAL_SEGMENTS; i++)
+            if (jr->state[i] == SEG_CLOSED && jr->seg_last[i] <= jr->ckpt_seq)
                 jr->state[i] = SEG_FREE;      /* nothing new in it (or empty) */
-                continue;
-            }
-            if (jr->seg_last[i] > upto)
-                upto = jr->seg_last[i];
-            if (jr->seg_last_msg[i] > upto_msg)
-                upto_msg = jr->seg_last_msg[i];
-        }
-        /* seqs grow across segments: when the newest closed segment's
-         * files are all in queue/, so are the older ones' */
-        if (upto == 0 || upto_msg > jr->files_done) {
+        uint64_t upto = ckpt_due(jr);
+        if (upto == 0) {
             if (jr->stopping)
                 break;
             pthread_cond_wait(&jr->cv, &jr->mu);
