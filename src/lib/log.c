@@ -7,6 +7,7 @@
  * order, one write(2) per flush, so they still never interleave.
  */
 #include "lib/log.h"
+#include "lib/fsutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -114,17 +115,10 @@ void log_set_service(const char *service)
     log_service = service;
 }
 
+/* A log that cannot be written has nowhere to report it: go on. */
 static void write_all(int fd, const char *p, size_t n)
 {
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return;
-        p += w;
-        n -= (size_t)w;
-    }
+    (void)fs_write_all(fd, p, n);
 }
 
 void log_batch_begin(void)

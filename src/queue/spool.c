@@ -287,8 +287,8 @@ void spool_set_sync(struct spool *sp, enum spool_sync_mode mode)
 
 int spool_sync_mode_parse(const char *s)
 {
-    static const char *const names[] = {"journal", "auto", "fdatasync"};
-    for (int i = 0; i < 3; i++)
+    static const char *const names[] = {"journal", "auto", "fdatasync"};  /* enum order */
+    for (int i = 0; i < (int)(sizeof(names) / sizeof(names[0])); i++)
         if (strcmp(s, names[i]) == 0)
             return i;
     return -1;
