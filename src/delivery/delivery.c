@@ -8,6 +8,7 @@
 #include "lib/strutil.h"
 #include "lib/workq.h"
 #include "lib/xalloc.h"
+#include "queue/spool.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -101,8 +102,22 @@ struct md_work {
 static void md_work(void *arg)
 {
     struct md_work *w = arg;
-    for (size_t i = 0; i < w->job->nrcpt; i++)
+    struct spool_content c;
+    if (spool_content_open(w->job->spool, w->job->qid, &c) < 0) {
+        int e = errno;
+        for (size_t i = 0; i < w->job->nrcpt; i++) {
+            w->mj[i].status = e ? e : EIO;
+            snprintf(w->mj[i].error, sizeof(w->mj[i].error),
+                     "cannot open the queued message: %s", strerror(w->mj[i].status));
+        }
+        return;
+    }
+    for (size_t i = 0; i < w->job->nrcpt; i++) {
+        w->mj[i].queue_fd = c.fd;
+        w->mj[i].content_offset = c.base + w->job->content_offset;
         maildir_deliver(&w->mj[i]);
+    }
+    spool_content_close(w->job->spool, &c);
 }
 
 static void md_done(void *arg)
@@ -138,8 +153,7 @@ void local_deliver_maildir(struct delivery_job *job)
     for (size_t i = 0; i < job->nrcpt; i++) {
         struct maildir_job *m = &w->mj[i];
         m->base = w->base;
-        m->queue_file = job->queue_path;
-        m->content_offset = job->content_offset;
+        m->queue_fd = -1;          /* opened by the worker, md_work */
         m->content_length = job->content_length;
         m->sender = job->sender;
         m->recipient = job->rcpts[i].addr;

@@ -16,6 +16,8 @@
 #include <stdint.h>
 #include <sys/time.h>
 
+struct spool;
+
 struct config;
 struct dns;
 struct event_base;
@@ -46,7 +48,7 @@ struct delivery_rcpt {
 struct delivery_job {
     uint64_t id;
     char qid[17];
-    char queue_path[512];
+    struct spool *spool;   /* where the message is read (spool_content_open) */
     uint64_t content_offset, content_length;
     char *sender;
     bool smtputf8;

@@ -123,15 +123,10 @@ void maildir_deliver(struct maildir_job *j)
     unique_name(j->hostname, name, sizeof(name));
     snprintf(tmpf, sizeof(tmpf), "%s/tmp/%s", dir, name);
     snprintf(newf, sizeof(newf), "%s/new/%s", dir, name);
-    int in = open(j->queue_file, O_RDONLY | O_CLOEXEC);
-    if (in < 0) {
-        fail(j, errno, "cannot open queue file");
-        return;
-    }
+    int in = j->queue_fd;
     int out = open(tmpf, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (out < 0) {
         fail(j, errno, "cannot create maildir file");
-        close(in);
         return;
     }
     char hdr[1200];
@@ -141,7 +136,6 @@ void maildir_deliver(struct maildir_job *j)
     if (rc == 0 && fsync(out) < 0)
         rc = -1;
     int err = errno;
-    close(in);
     if (close(out) < 0 && rc == 0) {
         rc = -1;
         err = errno;

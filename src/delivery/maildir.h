@@ -1,7 +1,7 @@
 /*
  * maildir.h - local delivery into Maildir (maildir_base/DOMAIN/LOCALPART/).
  *
- * The message is copied from the queue file into tmp/ with LF line
+ * The message is copied from the queued message into tmp/ with LF line
  * endings, Return-Path: and Delivered-To: prepended, fsync'd, then linked
  * into new/ and new/ is fsync'd: a delivered message survives a crash.
  * Blocking: call it from a worker thread (lib/workq.h).
@@ -15,8 +15,8 @@
 struct maildir_job {
     /* in */
     const char *base;          /* maildir_base */
-    const char *queue_file;    /* spool/queue/QID */
-    uint64_t content_offset, content_length;
+    int queue_fd;              /* the queued message (spool_content_open) */
+    uint64_t content_offset, content_length;   /* in queue_fd */
     const char *sender;
     const char *recipient;     /* local@domain */
     const char *hostname;

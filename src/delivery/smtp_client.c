@@ -19,6 +19,7 @@
 #include "lib/strutil.h"
 #include "lib/xalloc.h"
 #include "mail/smtp_reply.h"
+#include "queue/spool.h"
 #include "smtpd/smtpd_parse.h"
 
 #include <arpa/inet.h>
@@ -96,7 +97,8 @@ struct smtp_session {
     size_t naccepted, final_seen;
     bool mail_ok, need_rset;
     /* body */
-    int qfd;
+    struct spool_content qc;   /* the message being sent (fd -1: none) */
+    struct spool *qspool;
     uint64_t body_off;
     bool body_line_start, body_finished;
     unsigned msgs_on_conn;
@@ -158,9 +160,8 @@ static void cs_free_txn(struct smtp_session *s)
     s->cmd_rcpt = NULL;
     s->accepted = NULL;
     s->ncmds = s->sent = s->acked = s->naccepted = s->final_seen = 0;
-    if (s->qfd >= 0)
-        close(s->qfd);
-    s->qfd = -1;
+    if (s->qc.fd >= 0)
+        spool_content_close(s->qspool, &s->qc);
 }
 
 static struct smtp_session *all_sessions;
@@ -661,7 +662,8 @@ static void cs_body_pump(struct smtp_session *s)
     while (!s->body_finished && evbuffer_get_length(out) < 4 * CS_BODY_CHUNK) {
         uint64_t left = j->content_length - s->body_off;
         size_t want = left < sizeof(buf) ? (size_t)left : sizeof(buf);
-        ssize_t r = want ? pread(s->qfd, buf, want, (off_t)(j->content_offset + s->body_off)) : 0;
+        ssize_t r = want ? pread(s->qc.fd, buf, want,
+                                      (off_t)(s->qc.base + j->content_offset + s->body_off)) : 0;
         if (want && r <= 0) {
             cs_fail_all(s, 451, "4.3.0", "cannot read the queue file: %s",
                         r < 0 ? strerror(errno) : "short file");
@@ -698,9 +700,9 @@ static void cs_body_pump(struct smtp_session *s)
 static void cs_start_body(struct smtp_session *s)
 {
     struct delivery_job *j = s->job;
-    s->qfd = open(j->queue_path, O_RDONLY | O_CLOEXEC);
-    if (s->qfd < 0) {
-        cs_fail_all(s, 451, "4.3.0", "cannot open the queue file: %s", strerror(errno));
+    s->qspool = j->spool;
+    if (spool_content_open(j->spool, j->qid, &s->qc) < 0) {
+        cs_fail_all(s, 451, "4.3.0", "cannot open the queued message: %s", strerror(errno));
         cs_end(s);
         return;
     }
@@ -961,7 +963,7 @@ void smtp_deliver(struct delivery_job *job)
     all_sessions = s;
     s->job = job;
     s->fd = -1;
-    s->qfd = -1;
+    s->qc.fd = -1;
     s->lmtp = job->hop.kind == TR_LMTP;
     str_copy(s->host, job->hop.host, sizeof(s->host));
     s->port = job->hop.port;

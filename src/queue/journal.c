@@ -3,12 +3,13 @@
  * protocol, docs/queue-format.md for the on-disk format).
  *
  * Threads: journal_commit_start/wait run on the spool's sync thread,
- * journal_forget on the event loop, the flusher and the checkpointer on
- * their own threads. `mu` guards the write position, the sequence
- * counters and the segment states; record bytes are written under it
- * (page cache only, microseconds) so the offsets never interleave. The
- * flusher's fdatasync runs outside it, while the sync thread writes the
- * batch's queue files: the disk wait and that CPU work overlap.
+ * journal_forget on the event loop, journal_open_resident wherever a
+ * message is read (the loop, delivery workers), the flusher and the
+ * checkpointer on their own threads. `mu` guards the write position, the
+ * sequence counters, the segment states and the index of resident
+ * messages; record bytes are written under it (page cache only,
+ * microseconds) so the offsets never interleave. The flusher's fdatasync
+ * and the checkpointer's file writes and syncs run outside it.
  */
 #include "queue/journal.h"
 #include "lib/dict.h"
@@ -25,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -54,16 +56,14 @@ struct journal {
     uint64_t next_seq;
     enum seg_state state[JOURNAL_SEGMENTS];
     uint64_t seg_last[JOURNAL_SEGMENTS];       /* highest seq written there */
-    uint64_t seg_last_msg[JOURNAL_SEGMENTS];   /* ...of a message record */
-    /* Every message record up to here has its queue file in queue/ (or
-     * was refused): journal_files_done. A checkpoint makes durable only
-     * what is in queue/, so a closed segment waits for this to pass its
-     * last message record. Why: a segment can close while a batch's files
-     * are still being written (a gone record from the queue manager or the
-     * flusher's verdict filling it). */
-    uint64_t files_done;
-    uint64_t written_msg;                      /* the last message record's seq */
     uint64_t seg_size[JOURNAL_SEGMENTS];       /* bytes allocated and written */
+    /* resident messages (journal.h): qid -> struct resident, how many of
+     * them each segment holds, and readers holding each segment */
+    struct dict resident;
+    size_t seg_live[JOURNAL_SEGMENTS];
+    unsigned seg_pins[JOURNAL_SEGMENTS];
+    bool unsynced;              /* materialized files not yet made durable */
+    uint64_t materialized;
     uint64_t ckpt_seq;
     unsigned ckpt_writes;
     bool stopping;
@@ -336,24 +336,47 @@ static void clean_restore_debris(int queue_dir_fd)
     closedir(d);
 }
 
-/* Write the record's bytes back as queue/QID (via a temporary name). */
-static int restore_file(int queue_dir_fd, const struct replay_rec *x)
+/* Write a message's bytes as queue/QID, not synced: whoever checkpoints
+ * past its record makes the queue durable first (make_queue_durable). A
+ * crash while writing leaves a file without its end record, which the
+ * next replay rewrites (the record is not checkpointed yet). 0, or -1 with
+ * errno and nothing left behind. */
+static int write_queue_file(int queue_dir_fd, const char *qid, const void *p, size_t len)
 {
-    char tmp[64];
-    snprintf(tmp, sizeof(tmp), ".%s.restore", x->qid);
-    int fd = openat(queue_dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int fd = openat(queue_dir_fd, qid, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         return -1;
     own_like_queue(fd, queue_dir_fd);
-    if (fs_pwrite_all(fd, x->payload, x->len, 0) < 0 || fdatasync(fd) < 0) {
+    if (fs_pwrite_all(fd, p, len, 0) < 0 || close(fd) < 0) {
         int e = errno;
         close(fd);
-        unlinkat(queue_dir_fd, tmp, 0);
+        unlinkat(queue_dir_fd, qid, 0);
         errno = e;
         return -1;
     }
-    close(fd);
-    return renameat(queue_dir_fd, tmp, queue_dir_fd, x->qid);
+    return 0;
+}
+
+/* Map a whole segment read-only (*p NULL when empty). */
+static int map_segment(int fd, unsigned char **p, size_t *len)
+{
+    struct stat stt;
+    *p = NULL;
+    *len = 0;
+    if (fstat(fd, &stt) < 0)
+        return -1;
+    if (stt.st_size <= 0)
+        return 0;
+    if ((uint64_t)stt.st_size > JOURNAL_FILE_MAX) {
+        errno = EFBIG;
+        return -1;
+    }
+    void *m = mmap(NULL, (size_t)stt.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (m == MAP_FAILED)
+        return -1;
+    *p = m;
+    *len = (size_t)stt.st_size;
+    return 0;
 }
 
 /* Replay with the lock held: restore, make the queue durable, checkpoint.
@@ -378,6 +401,7 @@ static int replay_locked(int dir_fd, int queue_dir_fd, int ckpt_fd, unsigned *ck
     r.max_seq = r.after;
     dict_init(&r.gone, NULL);
     unsigned char *img[JOURNAL_SEGMENTS] = {0};
+    size_t img_len[JOURNAL_SEGMENTS] = {0};
     int rc = 0;
     for (int i = 0; i < JOURNAL_SEGMENTS && rc == 0; i++) {
         char name[16];
@@ -385,12 +409,11 @@ static int replay_locked(int dir_fd, int queue_dir_fd, int ckpt_fd, unsigned *ck
         int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC);
         if (fd < 0 && errno == ENOENT)
             continue;
-        size_t len = 0;
-        if (fd < 0 || read_all(fd, &img[i], &len) < 0) {
+        if (fd < 0 || map_segment(fd, &img[i], &img_len[i]) < 0) {
             snprintf(err, errlen, "cannot read journal segment %s: %s", name, strerror(errno));
             rc = -1;
         } else {
-            journal_parse(img[i], len, replay_cb, &r);
+            journal_parse(img[i], img_len[i], replay_cb, &r);
         }
         if (fd >= 0)
             close(fd);
@@ -406,15 +429,14 @@ static int replay_locked(int dir_fd, int queue_dir_fd, int ckpt_fd, unsigned *ck
         }
         if (file_matches(queue_dir_fd, x->qid, x->payload, x->len))
             continue;
-        if (restore_file(queue_dir_fd, x) < 0) {
+        if (write_queue_file(queue_dir_fd, x->qid, x->payload, x->len) < 0) {
             snprintf(err, errlen, "cannot restore queue file %s from the journal: %s",
                      x->qid, strerror(errno));
             rc = -1;
             break;
         }
         st->restored++;
-        log_svc_warn("queue", "%s: restored from the journal (queue file missing or "
-                     "incomplete after a crash)", x->qid);
+        log_svc("queue", "%s: queue file written from the journal", x->qid);
     }
     /* files that matched may still be only in the page cache (a killed
      * process, not a power failure): make them durable before the
@@ -431,7 +453,8 @@ static int replay_locked(int dir_fd, int queue_dir_fd, int ckpt_fd, unsigned *ck
     st->checkpoint = r.max_seq;
     *next_seq = r.max_seq + 1;
     for (int i = 0; i < JOURNAL_SEGMENTS; i++)
-        free(img[i]);
+        if (img[i])
+            munmap(img[i], img_len[i]);
     free(r.v);
     dict_free(&r.gone);
     return rc;
@@ -463,6 +486,7 @@ static void close_fd(int *fd)
 
 static void *ckpt_main(void *arg);
 static void *flush_main(void *arg);
+static void close_checkpoint(struct journal *jr);
 
 struct journal *journal_open(const char *spool_dir, struct journal_replay_stats *st,
                              bool *fatal, char *err, size_t errlen)
@@ -481,6 +505,7 @@ struct journal *journal_open(const char *spool_dir, struct journal_replay_stats 
     pthread_cond_init(&jr->cv, NULL);
     pthread_cond_init(&jr->flush_cv, NULL);
     pthread_cond_init(&jr->done_cv, NULL);
+    dict_init(&jr->resident, free);
     if (open_dirs(spool_dir, jr->dir, sizeof(jr->dir), &jr->dir_fd, &jr->queue_dir_fd, true) < 0) {
         snprintf(err, errlen, "cannot open %s: %s", jr->dir, strerror(errno));
         goto fail;
@@ -507,7 +532,6 @@ struct journal *journal_open(const char *spool_dir, struct journal_replay_stats 
         goto fail;
     }
     jr->ckpt_seq = jr->written_seq = jr->synced_seq = jr->next_seq - 1;
-    jr->files_done = jr->written_msg = jr->next_seq - 1;
     for (int i = 0; i < JOURNAL_SEGMENTS; i++) {
         char name[16];
         snprintf(name, sizeof(name), "seg.%d", i);
@@ -558,11 +582,7 @@ void journal_close(struct journal *jr)
         pthread_join(jr->flush_thread, NULL);
     if (jr->ckpt_started) {
         pthread_join(jr->ckpt_thread, NULL);
-        /* everything committed is in queue/: make it durable, so the next
-         * start (or an offline tool) has nothing to replay */
-        if (jr->next_seq - 1 > jr->ckpt_seq && jr->written_msg <= jr->files_done &&
-            make_queue_durable(jr->queue_dir_fd) == 0)
-            ckpt_write(jr->ckpt_fd, &jr->ckpt_writes, jr->next_seq - 1);
+        close_checkpoint(jr);
     }
     for (int i = 0; i < JOURNAL_SEGMENTS; i++)
         close_fd(&jr->seg_fd[i]);
@@ -574,6 +594,7 @@ void journal_close(struct journal *jr)
     pthread_cond_destroy(&jr->cv);
     pthread_cond_destroy(&jr->flush_cv);
     pthread_cond_destroy(&jr->done_cv);
+    dict_free(&jr->resident);
     free(jr);
 }
 
@@ -619,8 +640,8 @@ int journal_replay(const char *spool_dir, struct journal_replay_stats *st,
 /* ---------------------------------------------------------------------- */
 /* commit, forget, checkpoints                                             */
 
-/* Move to the next segment; false if it still waits for its checkpoint.
- * Called with mu held. */
+/* Move to the next segment; false if it is not free yet. Called with mu
+ * held. */
 static bool rotate(struct journal *jr)
 {
     unsigned next = (jr->active + 1) % JOURNAL_SEGMENTS;
@@ -630,10 +651,9 @@ static bool rotate(struct journal *jr)
     jr->active = next;
     jr->state[next] = SEG_ACTIVE;
     jr->seg_last[next] = 0;
-    jr->seg_last_msg[next] = 0;
     jr->off = 0;
     jr->need_rotate = false;
-    pthread_cond_broadcast(&jr->cv);   /* the checkpointer has work */
+    pthread_cond_broadcast(&jr->cv);   /* the checkpointer may have work */
     return true;
 }
 
@@ -671,12 +691,32 @@ static int extend(struct journal *jr, uint64_t need)
     return 0;
 }
 
-/* Write records for entries [0, n) at the write position (mu held). */
+struct resident {
+    unsigned seg;
+    uint64_t off;          /* of the queue file image in the segment */
+    size_t len;
+};
+
+/* Index a message just written at off of the active segment (mu held). */
+static void add_resident(struct journal *jr, const char *qid, uint64_t off, size_t len)
+{
+    struct resident *old = dict_get(&jr->resident, qid);
+    if (old)             /* the same id twice: only the newest record counts */
+        jr->seg_live[old->seg]--;
+    struct resident *r = xmalloc(sizeof(*r));
+    *r = (struct resident){jr->active, off, len};
+    dict_set(&jr->resident, qid, r);
+    jr->seg_live[jr->active]++;
+}
+
+/* Write records for entries [0, n) at the write position (mu held); when
+ * all went out, the messages are resident. */
 static int write_records(struct journal *jr, const struct journal_entry *e, size_t n)
 {
     unsigned char (*hdr)[JOURNAL_HDR_LEN] = xmalloc(n * JOURNAL_HDR_LEN);
     struct iovec iov[IOV_BATCH * 3];
     int fd = jr->seg_fd[jr->active];
+    uint64_t start = jr->off;
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0;) {
         int niov = 0;
@@ -714,9 +754,12 @@ static int write_records(struct journal *jr, const struct journal_entry *e, size
             }
         }
     }
-    jr->seg_last[jr->active] = jr->seg_last_msg[jr->active] = jr->written_seq = jr->next_seq - 1;
-    jr->written_msg = jr->written_seq;
+    jr->seg_last[jr->active] = jr->written_seq = jr->next_seq - 1;
     jr->seg_dirty[jr->active] = true;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        add_resident(jr, e[i].qid, start + JOURNAL_HDR_LEN, e[i].len);
+        start += journal_record_size(e[i].len);
+    }
     free(hdr);
     return rc;
 }
@@ -739,10 +782,9 @@ int journal_commit_start(struct journal *jr, const struct journal_entry *e, size
         pthread_mutex_unlock(&jr->mu);
         return EAGAIN;
     }
+    /* a failed extension wrote nothing (a full disk): the segment goes on */
     int rc = extend(jr, total);
-    if (rc == 0)
-        rc = write_records(jr, e, n);
-    if (rc)
+    if (rc == 0 && (rc = write_records(jr, e, n)) != 0)
         jr->need_rotate = true;   /* torn records: nothing may follow them here */
     *ticket = jr->written_seq;
     pthread_cond_signal(&jr->flush_cv);
@@ -776,39 +818,6 @@ int journal_ticket_state(struct journal *jr, uint64_t ticket)
     return st;
 }
 
-/* The checkpoint the closed segments need now (mu held; 0: none due):
- * the newest one's last seq, once the sync thread has reported the files
- * of all its message records (seqs grow across segments: the older
- * segments' files are then in queue/ too). Segments the checkpoint
- * already covers do not count. */
-static uint64_t ckpt_due(const struct journal *jr)
-{
-    uint64_t upto = 0, upto_msg = 0;
-    for (int i = 0; i < JOURNAL_SEGMENTS; i++) {
-        if (jr->state[i] != SEG_CLOSED || jr->seg_last[i] <= jr->ckpt_seq)
-            continue;
-        if (jr->seg_last[i] > upto)
-            upto = jr->seg_last[i];
-        if (jr->seg_last_msg[i] > upto_msg)
-            upto_msg = jr->seg_last_msg[i];
-    }
-    return upto_msg <= jr->files_done ? upto : 0;
-}
-
-void journal_files_done(struct journal *jr, uint64_t ticket)
-{
-    pthread_mutex_lock(&jr->mu);
-    if (ticket > jr->files_done) {
-        jr->files_done = ticket;
-        /* Only then: this runs after every batch, and waking the
-         * checkpointer for nothing cost a context switch and a round of
-         * lock contention per batch. */
-        if (ckpt_due(jr))
-            pthread_cond_broadcast(&jr->cv);
-    }
-    pthread_mutex_unlock(&jr->mu);
-}
-
 void journal_set_synced_cb(struct journal *jr, void (*cb)(void *arg), void *arg)
 {
     pthread_mutex_lock(&jr->mu);
@@ -821,7 +830,6 @@ int journal_commit(struct journal *jr, const struct journal_entry *e, size_t n)
 {
     uint64_t ticket;
     int rc = journal_commit_start(jr, e, n, &ticket);
-    journal_files_done(jr, ticket);
     return rc ? rc : journal_commit_wait(jr, ticket);
 }
 
@@ -880,6 +888,13 @@ void journal_forget(struct journal *jr, const char *qid)
         return;
     unsigned char hdr[JOURNAL_HDR_LEN];
     pthread_mutex_lock(&jr->mu);
+    struct resident *r = dict_get(&jr->resident, qid);
+    if (r) {
+        unsigned seg = r->seg;
+        dict_del(&jr->resident, qid);
+        if (--jr->seg_live[seg] == 0 && jr->state[seg] == SEG_CLOSED)
+            pthread_cond_broadcast(&jr->cv);   /* it may be freed now */
+    }
     /* removals alone (no commits: a quiet server, spool_sync = auto) must
      * not grow a segment for ever; if no segment is free the record goes
      * to the full one, a little past its size */
@@ -895,39 +910,230 @@ void journal_forget(struct journal *jr, const char *qid)
     pthread_mutex_unlock(&jr->mu);
 }
 
-/* The checkpointer: for closed segments, make the queue durable, record
- * the checkpoint, free them. */
+/* ---------------------------------------------------------------------- */
+/* readers of resident messages                                            */
+
+int journal_open_resident(struct journal *jr, const char *qid, struct journal_resident *r)
+{
+    *r = (struct journal_resident){-1, -1, 0, 0};
+    if (jr == NULL)
+        return 0;
+    pthread_mutex_lock(&jr->mu);
+    const struct resident *x = dict_get(&jr->resident, qid);
+    int rc = 0;
+    if (x) {
+        /* a descriptor of its own: the reader closes it, and the pin (not
+         * the descriptor) keeps the segment from being overwritten */
+        r->fd = fcntl(jr->seg_fd[x->seg], F_DUPFD_CLOEXEC, 0);
+        rc = r->fd < 0 ? -1 : 1;
+        if (rc == 1) {
+            r->seg = (int)x->seg;
+            r->off = x->off;
+            r->len = x->len;
+            jr->seg_pins[x->seg]++;
+        }
+    }
+    pthread_mutex_unlock(&jr->mu);
+    return rc;
+}
+
+void journal_close_resident(struct journal *jr, struct journal_resident *r)
+{
+    if (r->fd >= 0)
+        close(r->fd);
+    if (jr && r->seg >= 0) {
+        pthread_mutex_lock(&jr->mu);
+        if (--jr->seg_pins[r->seg] == 0)
+            pthread_cond_broadcast(&jr->cv);   /* it may be freed now */
+        pthread_mutex_unlock(&jr->mu);
+    }
+    *r = (struct journal_resident){-1, -1, 0, 0};
+}
+
+void journal_counts(struct journal *jr, size_t *resident, uint64_t *materialized)
+{
+    *resident = 0;
+    *materialized = 0;
+    if (jr == NULL)
+        return;
+    pthread_mutex_lock(&jr->mu);
+    *resident = dict_count(&jr->resident);
+    *materialized = jr->materialized;
+    pthread_mutex_unlock(&jr->mu);
+}
+
+/* ---------------------------------------------------------------------- */
+/* checkpoints                                                             */
+
+/* The k-th oldest segment other than the active one (the ring is used in
+ * order, so age order is ring order after the active segment). */
+static unsigned by_age(const struct journal *jr, unsigned k)
+{
+    return (jr->active + 1 + k) % JOURNAL_SEGMENTS;
+}
+
+/* The checkpoint the closed segments allow now (mu held; 0: none): the
+ * last seq of the oldest closed segments, in age order, that hold no
+ * resident message and no reader. Their records are settled: each message
+ * left the queue or has a queue file (durable once *unsynced is dealt
+ * with). Oldest first, because a gone record in a newer segment may be
+ * what keeps an older message from coming back in a replay. */
+static uint64_t ckpt_due(const struct journal *jr)
+{
+    uint64_t upto = 0;
+    for (unsigned k = 0; k + 1 < JOURNAL_SEGMENTS; k++) {
+        unsigned s = by_age(jr, k);
+        if (jr->state[s] == SEG_FREE)
+            continue;
+        if (jr->state[s] != SEG_CLOSED || jr->seg_live[s] || jr->seg_pins[s])
+            break;
+        if (jr->seg_last[s] > upto)
+            upto = jr->seg_last[s];
+    }
+    return upto > jr->ckpt_seq ? upto : 0;
+}
+
+/* The oldest closed segment, when the ring runs short of free segments
+ * and resident messages keep it (mu held; -1: nothing to do). One at a
+ * time: while a reader holds it, the next ones wait too. */
+static int materialize_due(const struct journal *jr)
+{
+    unsigned nfree = 0;
+    int oldest = -1;
+    for (unsigned k = 0; k + 1 < JOURNAL_SEGMENTS; k++) {
+        unsigned s = by_age(jr, k);
+        nfree += jr->state[s] == SEG_FREE;
+        if (oldest < 0 && jr->state[s] == SEG_CLOSED)
+            oldest = (int)s;
+    }
+    if (nfree >= JOURNAL_FREE_LOW || oldest < 0 || jr->seg_live[oldest] == 0)
+        return -1;
+    return oldest;
+}
+
+struct to_write {
+    char qid[QID_CHARS + 1];
+    uint64_t off;
+    size_t len;
+};
+
+/* Give every resident message of segment seg (all segments: -1) its queue
+ * file. Called with mu held; drops it for the I/O (the segment cannot be
+ * reused meanwhile: it holds resident messages). A message that left the
+ * queue while its file was written loses the file again. 0, or -1 with
+ * errno (what was written stays, and is resident no more). */
+static int materialize(struct journal *jr, int seg)
+{
+    size_t n = 0, cap = 0, pos = 0;
+    struct to_write *v = NULL;
+    unsigned *segs = NULL;
+    const char *key;
+    void *val;
+    while (dict_next(&jr->resident, &pos, &key, &val)) {
+        const struct resident *r = val;
+        if (seg >= 0 && r->seg != (unsigned)seg)
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 256;
+            v = xrealloc(v, cap * sizeof(*v));
+            segs = xrealloc(segs, cap * sizeof(*segs));
+        }
+        memcpy(v[n].qid, key, sizeof(v[n].qid));
+        v[n].off = r->off;
+        v[n].len = r->len;
+        segs[n++] = r->seg;
+    }
+    pthread_mutex_unlock(&jr->mu);
+    int rc = 0, err = 0;
+    size_t done = 0;
+    char *buf = NULL;
+    size_t bufcap = 0;
+    for (; done < n; done++) {
+        if (v[done].len > bufcap) {
+            bufcap = v[done].len;
+            buf = xrealloc(buf, bufcap);
+        }
+        ssize_t got = pread(jr->seg_fd[segs[done]], buf, v[done].len, (off_t)v[done].off);
+        if (got != (ssize_t)v[done].len) {
+            err = got < 0 ? errno : EIO;
+            rc = -1;
+            break;
+        }
+        if (write_queue_file(jr->queue_dir_fd, v[done].qid, buf, v[done].len) < 0) {
+            err = errno;
+            rc = -1;
+            break;
+        }
+    }
+    free(buf);
+    pthread_mutex_lock(&jr->mu);
+    for (size_t i = 0; i < done; i++) {
+        const struct resident *r = dict_get(&jr->resident, v[i].qid);
+        if (r == NULL || r->seg != segs[i] || r->off != v[i].off) {
+            unlinkat(jr->queue_dir_fd, v[i].qid, 0);   /* it left the queue meanwhile */
+            continue;
+        }
+        dict_del(&jr->resident, v[i].qid);
+        jr->seg_live[segs[i]]--;
+        jr->materialized++;
+        jr->unsynced = true;
+    }
+    free(v);
+    free(segs);
+    errno = err;
+    return rc;
+}
+
+/* Make the materialized files durable, then write the checkpoint (mu
+ * held; dropped for the I/O). */
+static int checkpoint(struct journal *jr, uint64_t upto)
+{
+    bool sync = jr->unsynced;
+    jr->unsynced = false;
+    pthread_mutex_unlock(&jr->mu);
+    int rc = sync ? make_queue_durable(jr->queue_dir_fd) : 0;
+    if (rc == 0)
+        rc = ckpt_write(jr->ckpt_fd, &jr->ckpt_writes, upto);
+    int err = errno;
+    pthread_mutex_lock(&jr->mu);
+    if (rc < 0 && sync)
+        jr->unsynced = true;
+    errno = err;
+    return rc;
+}
+
+/* The checkpointer: free the oldest closed segments once their messages
+ * have left the queue, materializing them first when the ring runs short
+ * of free segments. */
 static void *ckpt_main(void *arg)
 {
     struct journal *jr = arg;
     pthread_mutex_lock(&jr->mu);
     for (;;) {
         for (int i = 0; i < JOURNAL_SEGMENTS; i++)
-            if (jr->state[i] == SEG_CLOSED && jr->seg_last[i] <= jr->ckpt_seq)
+            if (jr->state[i] == SEG_CLOSED && jr->seg_last[i] <= jr->ckpt_seq &&
+                jr->seg_live[i] == 0 && jr->seg_pins[i] == 0)
                 jr->state[i] = SEG_FREE;      /* nothing new in it (or empty) */
         uint64_t upto = ckpt_due(jr);
-        if (upto == 0) {
+        int seg = upto ? -1 : materialize_due(jr);
+        if (upto == 0 && seg < 0) {
             if (jr->stopping)
                 break;
             pthread_cond_wait(&jr->cv, &jr->mu);
             continue;
         }
-        pthread_mutex_unlock(&jr->mu);
-        int rc = make_queue_durable(jr->queue_dir_fd);
-        if (rc == 0)
-            rc = ckpt_write(jr->ckpt_fd, &jr->ckpt_writes, upto);
+        int rc = upto ? checkpoint(jr, upto) : materialize(jr, seg);
         if (rc < 0)
-            log_svc_warn("queue", "journal checkpoint failed: %s; retrying in 1 s",
-                         strerror(errno));
-        pthread_mutex_lock(&jr->mu);
-        if (rc == 0) {
+            log_svc_warn("queue", "journal %s failed: %s; retrying in 1 s",
+                         upto ? "checkpoint" : "writing queue files", strerror(errno));
+        if (rc == 0 && upto) {
             jr->ckpt_seq = upto;
             for (int i = 0; i < JOURNAL_SEGMENTS; i++)
                 if (jr->state[i] == SEG_CLOSED && jr->seg_last[i] <= upto)
                     jr->state[i] = SEG_FREE;
-        } else if (jr->stopping) {
-            break;                  /* the next start replays instead */
-        } else {
+        } else if (rc < 0 && jr->stopping) {
+            break;                  /* journal_close tries once more */
+        } else if (rc < 0) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             ts.tv_sec += 1;
@@ -936,4 +1142,21 @@ static void *ckpt_main(void *arg)
     }
     pthread_mutex_unlock(&jr->mu);
     return NULL;
+}
+
+/* At close (threads stopped): every resident message gets its queue
+ * file, the queue is made durable and the checkpoint covers everything, so
+ * the next start (or an offline tool) has nothing to replay. If that
+ * fails, the records stay for the replay. */
+static void close_checkpoint(struct journal *jr)
+{
+    pthread_mutex_lock(&jr->mu);
+    int rc = dict_count(&jr->resident) ? materialize(jr, -1) : 0;
+    if (rc < 0)
+        log_svc_warn("queue", "journal: cannot write queue files at shutdown (%s); the "
+                     "next start restores them from the journal", strerror(errno));
+    if (rc == 0 && jr->next_seq - 1 > jr->ckpt_seq &&
+        checkpoint(jr, jr->next_seq - 1) == 0)
+        jr->ckpt_seq = jr->next_seq - 1;
+    pthread_mutex_unlock(&jr->mu);
 }

@@ -72,7 +72,8 @@ static struct qmsg *msg_load(struct qmgr *q, const char *qid, size_t *incomplete
     char path[600], err[256];
     snprintf(path, sizeof(path), "%s/%s", q->queue_dir, qid);
     struct qmsg *m = xcalloc(1, sizeof(*m));
-    int rc = spool_read_file(path, &m->env, err, sizeof(err));
+    int rc = q->spool ? spool_read_message(q->spool, qid, &m->env, err, sizeof(err))
+                      : spool_read_file(path, &m->env, err, sizeof(err));
     if (rc == SPOOL_PARSE_INCOMPLETE && incomplete && unlink(path) == 0) {
         (*incomplete)++;
         free(m);
@@ -356,7 +357,7 @@ static struct delivery_job *job_new(struct qmgr *q, struct qmsg *m, struct qdest
     struct delivery_job *j = xcalloc(1, sizeof(*j));
     j->id = ++q->next_job_id;
     str_copy(j->qid, m->qid, sizeof(j->qid));
-    str_copy(j->queue_path, m->path, sizeof(j->queue_path));
+    j->spool = q->spool;
     j->content_offset = m->env.content_offset;
     j->content_length = m->env.content_length;
     j->sender = xstrdup(m->env.sender);

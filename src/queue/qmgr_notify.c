@@ -45,14 +45,15 @@ static bool wants(unsigned notify, unsigned bit)
     return notify == 0 ? true : (notify & bit) != 0;
 }
 
-static char *read_content(const struct qmsg *m, size_t *len)
+static char *read_content(struct qmgr *q, const struct qmsg *m, size_t *len)
 {
     size_t n = m->env.content_length;
     char *p = xmalloc(n + 1);
-    int fd = open(m->path, O_RDONLY | O_CLOEXEC);
-    ssize_t got = fd >= 0 ? pread(fd, p, n, (off_t)m->env.content_offset) : -1;
-    if (fd >= 0)
-        close(fd);
+    struct spool_content c;
+    bool open = spool_content_open(q->spool, m->qid, &c) == 0;
+    ssize_t got = open ? pread(c.fd, p, n, (off_t)(c.base + m->env.content_offset)) : -1;
+    if (open)
+        spool_content_close(q->spool, &c);
     *len = got > 0 ? (size_t)got : 0;
     return p;
 }
@@ -128,7 +129,7 @@ static int submit_dsn(struct qmgr *q, struct qmsg *m, bool delayed, size_t *idx,
         dr[i].last_attempt = st->last_attempt;
     }
     size_t olen;
-    char *orig = read_content(m, &olen);
+    char *orig = read_content(q, m, &olen);
     struct dsn_report rep = {
         .reporting_mta = c->myhostname, .qid = m->qid, .envid = m->env.envid,
         .sender = m->env.sender[0] ? m->env.sender : to, .arrival = m->env.arrival.tv_sec,

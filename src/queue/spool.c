@@ -9,8 +9,11 @@
  *
  * By default (spool_sync = journal) a batch's in-memory messages are made
  * durable by one append to the commit journal and one fdatasync of it
- * (queue/journal.h): a third of the time of the file syncs below, which
- * the journal's checkpoints then do in bulk, off the client's path.
+ * (queue/journal.h): a third of the time of the file syncs below. No
+ * queue file is written for them: the journal record is the message's
+ * copy while it is resident there (spool_content_open and
+ * spool_read_message find it either way), and the journal writes queue
+ * files, in bulk, only for messages still queued when it needs the space.
  *
  * Otherwise, and for messages too large for the journal, a batch of
  * several files is made durable with one syncfs() of the spool
@@ -63,9 +66,8 @@ struct spool_job {
     char *mem;
     size_t memlen;
     int err;
-    bool in_queue;           /* final_path is this job's file (renamed or
-                                written there directly) */
-    bool journaled;          /* durable through the journal record */
+    bool in_queue;           /* renamed into queue/: final_path is its file */
+    bool journaled;          /* durable through its journal record (no file) */
     uint64_t token;
     spool_commit_cb cb;
     char qid[QID_LEN + 1];
@@ -466,16 +468,15 @@ void spool_commit(struct spool *sp, struct spool_writer *w, uint64_t token,
     pthread_cond_signal(&sp->cond);
 }
 
-/* Write an in-memory message to its file (on the sync thread): a
- * journaled one straight into queue/, any other to tmp/ for a rename. */
+/* Write an in-memory message the journal did not take to its tmp/ file
+ * (on the sync thread), for the rename into queue/. */
 static void job_write_mem(struct spool_job *j)
 {
-    j->fd = tmp_create(j->journaled ? j->final_path : j->tmp_path);
+    j->fd = tmp_create(j->tmp_path);
     if (j->fd < 0) {
-        j->err = errno;   /* EEXIST in queue/ is another message's file */
+        j->err = errno;
         return;
     }
-    j->in_queue = j->journaled;
     if (fs_write_all(j->fd, j->mem, j->memlen) < 0)
         j->err = errno;
 }
@@ -630,24 +631,18 @@ static void spool_sync_files(struct spool *sp, struct spool_job *batch, bool fs_
 
 /* Make one batch durable; per-job results in j->err.
  *
- * Order matters for speed: the in-memory messages are appended to the
- * journal first (spool_sync = journal), so its fdatasync runs on the
- * flusher thread while this thread writes every file; then the batch
- * waits for that fdatasync without this thread (spool_batch_written: the
+ * The in-memory messages are appended to the journal first (spool_sync =
+ * journal) and become resident there: no file of theirs is written. Its
+ * fdatasync runs on the flusher thread while this thread writes and syncs
+ * the files of the others (streamed to tmp/, too large for the journal,
+ * or refused by it: no free segment) the classic way; then the batch waits
+ * for that fdatasync without this thread (spool_batch_written: the
  * flusher hands it to the loop), and this thread takes the next batch.
- * A journaled message's file is written straight into queue/ (no tmp/
- * file and rename: those were ~7% of the server's CPU time), the others
- * go through tmp/ and are synced here the classic way. Either way, what a
- * 250 acknowledges is complete in queue/. Returns the journal ticket to
- * wait for (0: none).
+ * Returns the journal ticket to wait for (0: none).
  *
- * A crash before the waits finish may leave an incomplete file in queue/:
- * no 250 was sent for it, and the next start removes it (its end record
- * is missing; had the journal record been durable, the replay would have
- * rewritten it whole first). A crash after a journal commit may lose the
- * file (it was never synced): the next start writes it back from the
- * journal (no checkpoint covers a record before journal_files_done says
- * its file is in queue/).
+ * A crash before the journal's fdatasync loses only messages no 250 was
+ * sent for; after it, the next start writes their queue files from the
+ * journal (journal_open's replay).
  */
 static uint64_t spool_sync_batch(struct spool *sp, struct spool_job *batch,
                                  enum spool_sync_mode mode, struct spool_stats *delta)
@@ -657,20 +652,16 @@ static uint64_t spool_sync_batch(struct spool *sp, struct spool_job *batch,
     bool tried_journal = mode == SPOOL_SYNC_JOURNAL && sp->journal != NULL;
     bool journaled = tried_journal && spool_journal_start(sp, batch, &ticket) == 0;
     for (struct spool_job *j = batch; j; j = j->next) {
+        if (j->journaled)
+            continue;
         if (j->err == 0 && j->fd < 0)
             job_write_mem(j);
-        nfiles += j->err == 0;
-    }
-    for (struct spool_job *j = batch; j; j = j->next) {
-        if (j->err || j->in_queue)
-            continue;
-        if (renameat2(AT_FDCWD, j->tmp_path, AT_FDCWD, j->final_path,
-                      RENAME_NOREPLACE) < 0)
+        if (j->err == 0 &&
+            renameat2(AT_FDCWD, j->tmp_path, AT_FDCWD, j->final_path, RENAME_NOREPLACE) < 0)
             j->err = errno;
         j->in_queue = j->err == 0;
+        nfiles += j->err == 0;
     }
-    if (ticket)   /* whatever the commit's outcome: a checkpoint may follow */
-        journal_files_done(sp->journal, ticket);
     delta->batches_journal += journaled;
     spool_sync_files(sp, batch, mode != SPOOL_SYNC_FDATASYNC, delta);
     delta->batches++;
@@ -680,6 +671,7 @@ static uint64_t spool_sync_batch(struct spool *sp, struct spool_job *batch,
         j->mem = NULL;
         if (j->fd >= 0)
             close(j->fd);
+        j->fd = -1;
         if (j->err && tried_journal)
             journal_forget(sp->journal, j->qid);   /* never replay a refused one */
         if (j->err)
@@ -716,15 +708,14 @@ static void spool_wake_loop(struct spool *sp)
 }
 
 /* The journal's verdict on a batch (sp->lock held): if its fdatasync
- * failed, every journaled message of it is refused (4xx), its file
- * removed and its record marked gone. */
+ * failed, every journaled message of it is refused (4xx) and its record
+ * marked gone. */
 static void spool_journal_verdict(struct spool *sp, struct spool_job *batch, int state)
 {
     for (struct spool_job *j = batch; j && state < 0; j = j->next) {
         if (!j->journaled || j->err)
             continue;
         j->err = -state;
-        unlink(j->final_path);
         journal_forget(sp->journal, j->qid);
     }
 }
@@ -847,4 +838,69 @@ static void spool_wake_cb(evutil_socket_t fd, short what, void *arg)
         j->cb(j->token, j->qid, j->err);
         free(j);
     }
+}
+
+/* ---------------------------------------------------------------------- */
+/* reading queued messages                                                 */
+
+int spool_content_open(struct spool *sp, const char *qid, struct spool_content *c)
+{
+    struct journal_resident r;
+    *c = (struct spool_content){-1, 0, 0, -1};
+    int rc = journal_open_resident(sp->journal, qid, &r);
+    if (rc < 0)
+        return -1;
+    if (rc == 1) {
+        *c = (struct spool_content){r.fd, r.off, r.len, r.seg};
+        return 0;
+    }
+    char path[600];
+    snprintf(path, sizeof(path), "%s/%s", sp->queue_dir, qid);
+    c->fd = open(path, O_RDONLY | O_CLOEXEC);
+    return c->fd < 0 ? -1 : 0;
+}
+
+void spool_content_close(struct spool *sp, struct spool_content *c)
+{
+    struct journal_resident r = {c->fd, c->seg, c->base, c->len};
+    if (c->seg >= 0)
+        journal_close_resident(sp->journal, &r);
+    else if (c->fd >= 0)
+        close(c->fd);
+    *c = (struct spool_content){-1, 0, 0, -1};
+}
+
+int spool_read_message(struct spool *sp, const char *qid, struct spool_envelope *env,
+                       char *err, size_t errlen)
+{
+    struct journal_resident r;
+    int rc = journal_open_resident(sp->journal, qid, &r);
+    if (rc == 0) {
+        char path[600];
+        snprintf(path, sizeof(path), "%s/%s", sp->queue_dir, qid);
+        return spool_read_file(path, env, err, errlen);
+    }
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot open the journal: %s", strerror(errno));
+        return -1;
+    }
+    size_t len = r.len;
+    char *data = xmalloc(len + 1);
+    ssize_t got = pread(r.fd, data, len, (off_t)r.off);
+    int e = errno;
+    journal_close_resident(sp->journal, &r);
+    if (got != (ssize_t)len) {
+        snprintf(err, errlen, "cannot read its journal record: %s",
+                 got < 0 ? strerror(e) : "short read");
+        free(data);
+        return -1;
+    }
+    rc = spool_envelope_parse(data, len, env, err, errlen);
+    free(data);
+    return rc;
+}
+
+void spool_resident_counts(struct spool *sp, size_t *resident, uint64_t *materialized)
+{
+    journal_counts(sp ? sp->journal : NULL, resident, materialized);
 }

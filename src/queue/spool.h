@@ -7,8 +7,11 @@
  * then may smtpd say 250. Commits from concurrent sessions are batched
  * (group commit): by default a batch is made durable by appending its
  * messages to the commit journal and fdatasync'ing that (queue/journal.h),
- * while each one's file is written straight into spool/queue/ (O_EXCL);
- * the queue files become durable later, at a checkpoint. Otherwise
+ * and no queue file is written: while a message is "resident" its journal
+ * record is its copy, and the journal writes spool/queue/QID only if the
+ * message is still queued when the journal needs the space, or at
+ * shutdown. So readers never open queue/QID themselves: they use
+ * spool_content_open or spool_read_message. Otherwise
  * (spool_sync = auto | fdatasync, or messages too large for the journal)
  * the file goes through spool/tmp/ and is renamed into spool/queue/
  * without replacing anything, and a batch of several files is made durable
@@ -148,5 +151,25 @@ void spool_envelope_add_rcpt(struct spool_envelope *env, const char *addr,
 /* Read and validate a queue file (results as spool_envelope_parse). */
 int spool_read_file(const char *path, struct spool_envelope *env, char *err,
                     size_t errlen);
+
+/* A queued message's bytes, wherever they are: fd (a descriptor of the
+ * caller's until spool_content_close) holds the queue file image at base;
+ * read content_offset bytes further on for the content. While open, a
+ * resident message's journal segment is not reused. Thread-safe. 0, or -1
+ * with errno (ENOENT: no such message). */
+struct spool_content {
+    int fd;
+    uint64_t base;
+    size_t len;      /* the image's length when resident, else 0 */
+    int seg;         /* journal segment held, -1: a queue file */
+};
+int spool_content_open(struct spool *sp, const char *qid, struct spool_content *c);
+void spool_content_close(struct spool *sp, struct spool_content *c);
+/* Read and validate a queued message wherever it is (results as
+ * spool_read_file). */
+int spool_read_message(struct spool *sp, const char *qid, struct spool_envelope *env,
+                       char *err, size_t errlen);
+/* Messages resident in the journal now, and written out of it so far. */
+void spool_resident_counts(struct spool *sp, size_t *resident, uint64_t *materialized);
 
 #endif

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import zlib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SLUICE = os.environ.get("SLUICE_BIN", os.path.join(ROOT, "build/asan/sluice"))
@@ -145,6 +146,56 @@ def stop_popen(p, sig=signal.SIGTERM, timeout=10):
     return p.returncode
 
 
+def journal_messages(spool):
+    """{qid: queue file image} of the messages the commit journal holds that
+    have not left the queue: message records newer than the checkpoint not
+    followed by a "gone" record. An independent reader of the format in
+    docs/queue-format.md ("Commit journal"); a torn or damaged record ends
+    a segment, as in the server."""
+    jdir = os.path.join(spool, "journal")
+    if not os.path.isdir(jdir):
+        return {}
+    u32 = lambda b: int.from_bytes(b[:4], "little")
+    u64 = lambda b: int.from_bytes(b[:8], "little")
+    ckpt = 0
+    try:
+        with open(os.path.join(jdir, "checkpoint"), "rb") as f:
+            data = f.read(128)
+        for off in (0, 64):
+            slot = data[off:off + 64]
+            if len(slot) == 64 and slot[:4] == b"SJC1" and zlib.crc32(slot[:16]) == u32(slot[16:20]):
+                ckpt = max(ckpt, u64(slot[8:16]))
+    except FileNotFoundError:
+        pass
+    records = []
+    for name in os.listdir(jdir):
+        if not name.startswith("seg."):
+            continue
+        with open(os.path.join(jdir, name), "rb") as f:
+            img = f.read()
+        pos, prev = 0, 0
+        while len(img) - pos >= 40:
+            h = img[pos:pos + 40]
+            rtype, plen, seq, qid = h[4], u32(h[8:12]), u64(h[16:24]), h[24:40]
+            size = 40 + ((plen + 7) & ~7)
+            if (h[:4] != b"SJR1" or h[5:8] != b"\0\0\0" or rtype not in (1, 2) or seq <= prev
+                    or size > len(img) - pos or (rtype == 2 and plen != 0)):
+                break
+            payload = img[pos + 40:pos + 40 + plen]
+            if zlib.crc32(h[:12] + h[16:40] + payload) != u32(h[12:16]):
+                break
+            if seq > ckpt:
+                records.append((seq, rtype, qid.decode(), payload))
+            prev, pos = seq, pos + size
+    live = {}
+    for seq, rtype, qid, payload in sorted(records):
+        if rtype == 1:
+            live[qid] = payload
+        else:
+            live.pop(qid, None)
+    return live
+
+
 class Sluice:
     """A private `sluice serve` with its own config, spool and log."""
 
@@ -202,12 +253,23 @@ class Sluice:
             return f.read()
 
     def queue_files(self):
+        """Ids of the queued messages: queue files, and messages resident in
+        the commit journal (no queue file until the journal needs the space
+        or the server stops; docs/queue-format.md)."""
         q = os.path.join(self.spool, "queue")
-        return sorted(os.listdir(q)) if os.path.isdir(q) else []
+        files = set(os.listdir(q)) if os.path.isdir(q) else set()
+        return sorted(files | set(journal_messages(self.spool)))
 
     def read_queue_file(self, qid):
-        with open(os.path.join(self.spool, "queue", qid), "rb") as f:
-            return f.read()
+        """A queued message's queue file image, from its file or its journal record."""
+        try:
+            with open(os.path.join(self.spool, "queue", qid), "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            resident = journal_messages(self.spool)
+            if qid not in resident:
+                raise
+            return resident[qid]
 
     def cleanup(self):
         self.kill9()

@@ -1,28 +1,33 @@
 """test_smtpd_durability.py - the durable spool as seen from outside.
 
-* "250 Ok: queued as QID" means spool/queue/QID exists, complete, at that
-  moment; the queue file has the documented layout (SLUICE-QUEUE 1,
-  envelope records in order, content starting with our Received: header,
-  end OFFSET LENGTH trailer that matches the file size).
+* "250 Ok: queued as QID" means the message is queued, complete, at that
+  moment: as its journal record (resident, the default) or as
+  spool/queue/QID; the queue file image has the documented layout
+  (SLUICE-QUEUE 1, envelope records in order, content starting with our
+  Received: header, end OFFSET LENGTH trailer that matches its size). A
+  stopped server leaves every queued message in spool/queue.
 * Leftovers in spool/tmp are removed at start; queued files are kept.
 * Crash safety: kill -9 in the middle of a 2,000-message smtp-source load
   plus Python clients that record every queue id they were given; after
-  a restart every such id is in spool/queue and parses, every queue file
+  a restart every such id is queued and parses, every queued message
   parses, and spool/tmp is empty.
 * The three ways of making a batch durable (spool_sync = journal, the
   default: one journal append + fdatasync per batch; auto: one syncfs per
   batch; fdatasync: one fdatasync per file) queue every message of
   concurrent sessions, complete; a bad spool_sync value stops the start
   with the file, line and choices named.
-* Journal replay (a power failure simulated after kill -9: queue files
-  deleted, truncated or zeroed, as unsynced files can be): the next start,
+* Journal replay (kill -9 leaves resident messages without queue files;
+  a power failure is simulated by deleting, truncating or zeroing any
+  queue file that was written, as unsynced files can be): the next start,
   or an offline `sluice queue list`, writes every acknowledged message
-  back from the journal, complete; a message deleted before the crash
-  stays deleted; a second server on the same spool is refused.
+  from the journal, complete; a message deleted before the crash stays
+  deleted; a second server on the same spool is refused.
 * Disk full: the spool on a 2 MB tmpfs (or a loop-mounted ext4 image);
   messages are refused with 452 4.3.1 once it is full, the server keeps
   running, nothing partial is left in queue/ or tmp/, and a small message
-  is accepted again once space is freed.
+  is accepted again once space is freed (ballast removed: deleting
+  resident messages frees their journal space only when the segment is
+  reused).
 """
 import json
 import os
@@ -42,17 +47,21 @@ from sluicetest import (SLUICE, Client, ConcurrentSenders, Sluice, SluiceCase, m
 
 class QueueFiles(SluiceCase):
 
-    def test_file_exists_when_250_is_seen(self):
+    def test_queued_when_250_is_seen(self):
         c = self.session(source=source_ip())
         tmp = os.path.join(self.srv.spool, "tmp")
+        qids = []
         for i in range(30):
             code, text = c.send_mail(body=make_body(subject=f"n{i}"))
             qid = queued_id(text)
-            path = os.path.join(self.srv.spool, "queue", qid)
-            # no waiting: the file must already be there
-            self.assertTrue(os.path.exists(path), f"{qid} not in queue/ when 250 arrived")
+            qids.append(qid)
+            # no waiting: it must already be queued, whole (in the journal)
+            self.assertIn(qid, self.srv.queue_files(), f"{qid} not queued when 250 arrived")
             self.assertFalse(os.path.exists(os.path.join(tmp, qid)), f"{qid} still in tmp/")
-            parse_queue_file(self.srv.read_queue_file(qid))
+            self.assertEqual(parse_queue_file(self.srv.read_queue_file(qid))["id"], qid)
+        # resident: no queue file yet
+        qdir = os.path.join(self.srv.spool, "queue")
+        self.assertEqual([q for q in qids if os.path.exists(os.path.join(qdir, q))], [])
 
     def test_format(self):
         ip = source_ip()
@@ -107,13 +116,37 @@ def one_queue_file():
         _, text = c.send_mail()
         qid = queued_id(text)
         c.close()
-        with open(os.path.join(srv.spool, "queue", qid), "rb") as f:
-            return qid, f.read()
+        return qid, srv.read_queue_file(qid)
     finally:
         stop_sluice(srv)
 
 
 class SpoolStart(unittest.TestCase):
+
+    def test_stop_writes_queue_files(self):
+        """Resident messages get their queue files at a clean stop; the
+        next start has nothing to replay and finds them all."""
+        srv = start_sluice()
+        try:
+            c = Client(srv.host, srv.port)
+            c.ehlo()
+            qids = [queued_id(c.send_mail(body=make_body(subject=f"stop {i}"))[1])
+                    for i in range(5)]
+            c.close()
+            qdir = os.path.join(srv.spool, "queue")
+            self.assertEqual(os.listdir(qdir), [])
+            self.assertEqual(srv.stop(), 0)
+            self.assertEqual(sorted(os.listdir(qdir)), sorted(qids))
+            for qid in qids:
+                with open(os.path.join(qdir, qid), "rb") as f:
+                    self.assertEqual(parse_queue_file(f.read())["id"], qid)
+            srv.start()
+            wait_for_log(srv, r"5 message\(s\) in the queue")
+            self.assertNotIn("journal replayed", srv.log())
+        finally:
+            rc, report = stop_sluice(srv)
+        self.assertEqual(report, "")
+        self.assertEqual(rc, 0)
 
     def test_tmp_cleaned_queue_kept(self):
         srv = Sluice()
@@ -141,9 +174,10 @@ class SpoolStart(unittest.TestCase):
         self.assertEqual(rc, 0)
 
     def test_incomplete_queue_files_removed_damaged_kept(self):
-        """A file cut short in queue/ (the sync thread writes a journaled
-        message there directly; a crash can interrupt it before the 250) is
-        removed at start; a damaged one with a valid end goes to corrupt/."""
+        """A file cut short in queue/ (the journal writes queue files in
+        place; a crash can interrupt it, and the replay rewrites those it
+        still has records of) is removed at start; a damaged one with a
+        valid end goes to corrupt/."""
         srv = Sluice()
         try:
             qdir = os.path.join(srv.spool, "queue")
@@ -184,9 +218,8 @@ class SyncModes(unittest.TestCase):
                 body=lambda n, i: make_body(subject=f"{mode} {n} {i}")).finish()
             self.assertEqual(errors, [])
             self.assertEqual(len(qids), 80)
-            for qid in qids:
-                with open(os.path.join(srv.spool, "queue", qid), "rb") as f:
-                    parse_queue_file(f.read())   # complete, with its end record
+            for qid in qids:   # complete, with its end record
+                self.assertEqual(parse_queue_file(srv.read_queue_file(qid))["id"], qid)
         finally:
             rc, report = stop_sluice(srv)
         self.assertEqual(report, "")
@@ -230,25 +263,33 @@ class JournalReplay(unittest.TestCase):
         self.assertEqual(len(qids), n_clients * per_client)
         return qids
 
-    def crash_and_damage(self, qids):
-        """kill -9, then do to the files what a power failure may do to
-        files that were never synced; returns the damaged ids."""
+    def crash_and_damage(self, qids, deleted):
+        """kill -9 (resident messages have no queue file), give some
+        messages a queue file as the journal writes them when it needs the
+        space, then do to those what a power failure may do to files that
+        were never synced; returns the ids without a whole file."""
         self.srv.proc.send_signal(signal.SIGKILL)
         self.srv.proc.wait()
         qdir = os.path.join(self.srv.spool, "queue")
-        damaged = qids[:15]
-        for qid in damaged[:5]:
+        written = [q for q in qids if q != deleted]
+        for qid in written[:20]:
+            if not os.path.exists(os.path.join(qdir, qid)):
+                image = self.srv.read_queue_file(qid)   # from the journal
+                with open(os.path.join(qdir, qid), "wb") as f:
+                    f.write(image)
+        for qid in written[:5]:
             os.unlink(os.path.join(qdir, qid))
-        for qid in damaged[5:10]:
+        for qid in written[5:10]:
             path = os.path.join(qdir, qid)
             os.truncate(path, os.path.getsize(path) // 2)
-        for qid in damaged[10:]:
+        for qid in written[10:15]:
             path = os.path.join(qdir, qid)
             size = os.path.getsize(path)
             with open(path, "r+b") as f:
                 f.seek(size // 3)
                 f.write(b"\0" * (size // 3))
-        return damaged
+        # written[15:20] survived whole
+        return [q for q in written if q not in written[15:20]]
 
     def delete_online(self, qid):
         p = subprocess.run([SLUICE, "queue", "-c", self.srv.conf_path, "delete", qid],
@@ -270,7 +311,7 @@ class JournalReplay(unittest.TestCase):
         qids = self.queue_messages()
         deleted = qids[-1]
         self.delete_online(deleted)
-        damaged = self.crash_and_damage(qids)
+        damaged = self.crash_and_damage(qids, deleted)
         srv2 = Sluice(port=self.srv.port, tmpdir=self.srv.dir)
         srv2.start()
         self.srv = srv2
@@ -280,7 +321,7 @@ class JournalReplay(unittest.TestCase):
         wait_for_log(srv2, rf"journal replayed: \d+ record\(s\), {len(damaged)} queue "
                            rf"file\(s\) restored, 1 already gone")
         for qid in damaged:
-            wait_for_log(srv2, rf"{qid}: restored from the journal")
+            wait_for_log(srv2, rf"{qid}: queue file written from the journal")
         self.assert_all_back(qids, deleted)
         # a second server on the same spool is refused, with the reason
         other = Sluice(tmpdir=tempfile.mkdtemp(prefix="sluice-second-"))
@@ -296,7 +337,7 @@ class JournalReplay(unittest.TestCase):
         qids = self.queue_messages(n_clients=3, per_client=6)
         deleted = qids[-1]
         self.delete_online(deleted)
-        self.crash_and_damage(qids)
+        self.crash_and_damage(qids, deleted)
         p = subprocess.run([SLUICE, "queue", "-c", self.srv.conf_path, "--json", "list"],
                            capture_output=True, text=True, timeout=30)
         self.assertEqual(p.returncode, 0, p.stderr)
@@ -360,9 +401,11 @@ class CrashSafety(unittest.TestCase):
         threads = [threading.Thread(target=recorder, args=(i,)) for i in range(self.RECORDERS)]
         for t in threads:
             t.start()
-        qdir = os.path.join(srv.spool, "queue")
-        start_count = len(os.listdir(qdir))
-        wait_until(lambda: len(os.listdir(qdir)) >= start_count + 400, timeout=60,
+        # acknowledged messages, counted in the log (the queue files of
+        # resident messages appear only later)
+        accepted = lambda: srv.log().count("(queue active)")
+        start_count = accepted()
+        wait_until(lambda: accepted() >= start_count + 400, timeout=60,
                    interval=0.005, what="400 queued messages")
         load_running = load.poll() is None
         srv.proc.send_signal(signal.SIGKILL)
@@ -462,6 +505,9 @@ class DiskFull(unittest.TestCase):
 
     def test_disk_full_452_then_recovers(self):
         self.srv = Sluice(tmpdir=self.dir)  # spool = self.dir/spool, the small fs
+        ballast = os.path.join(self.spool, "ballast")   # what an operator can free
+        with open(ballast, "wb") as f:
+            f.write(b"b" * (384 * 1024))
         self.srv.start()
         c = Client(self.srv.host, self.srv.port, source=source_ip(), timeout=20)
         c.ehlo()
@@ -492,9 +538,9 @@ class DiskFull(unittest.TestCase):
         self.assertEqual(os.listdir(os.path.join(self.spool, "tmp")), [])
         # the session is still usable, the small message may or may not fit
         self.assertEqual(c.cmd("NOOP")[0], 250)
-        # free space: remove the queued messages
-        for qid in self.srv.queue_files():
-            os.unlink(os.path.join(self.spool, "queue", qid))
+        # free space (resident messages keep theirs in the journal until
+        # its segment is reused)
+        os.unlink(ballast)
         code, text = c.send_mail(body=make_body(subject="after"), expect_queued=False)
         self.assertEqual(code, 250, text)
         parse_queue_file(self.srv.read_queue_file(queued_id(text)))

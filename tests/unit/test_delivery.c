@@ -8,6 +8,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -185,7 +186,9 @@ static void test_maildir(void **state)
     FILE *fp = fopen(qf, "w");
     fputs("ENVELOPE\nSubject: x\r\n\r\nline\r\n.dot\r\n", fp);
     fclose(fp);
-    struct maildir_job j = {.base = dir, .queue_file = qf, .content_offset = 9,
+    int qfd = open(qf, O_RDONLY);
+    assert_true(qfd >= 0);
+    struct maildir_job j = {.base = dir, .queue_fd = qfd, .content_offset = 9,
                             .content_length = 26, .sender = "s@e.example",
                             .recipient = "User@Local.example", .hostname = "h"};
     maildir_deliver(&j);
@@ -208,6 +211,7 @@ static void test_maildir(void **state)
     assert_int_equal(maildir_safe_name("a/b", out, sizeof(out)), 0);
     assert_string_equal(out, "a%2Fb");
     assert_int_equal(maildir_safe_name(".hidden", out, sizeof(out)), -1);
+    close(qfd);
     char cmd[700];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     assert_int_equal(system(cmd), 0);

@@ -4,6 +4,9 @@
  * garbage), and replay after a simulated crash: a committed message whose
  * queue file is missing or damaged comes back, one that left the queue
  * ("gone") or was checkpointed does not, segments rotate and are reused.
+ * Resident messages: no queue file until the ring needs their segment or
+ * the journal closes, readable meanwhile, their segment never reused under
+ * a reader; a segment whose messages all left is freed without files.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -448,32 +451,67 @@ static uint64_t checkpoint_now(void)
     return n > 0 ? journal_parse_checkpoint(img, (size_t)n) : 0;
 }
 
-/* A segment that closes while a batch's files are still being written
- * (here: gone records fill it) is not checkpointed until the spool says
- * the files are in queue/; then it is. */
-static int close_segment_under_pending_files(struct journal *jr, void *arg)
+/* A segment whose messages all left the queue is freed and checkpointed
+ * without any queue file ever being written. */
+static void test_gone_segment_freed_without_files(void **state)
 {
-    (void)arg;
+    struct journal_replay_stats st;
+    struct journal *jr = open_journal(&st);
     struct journal_entry e = {Q1, M1, sizeof(M1) - 1};
-    uint64_t ticket = 0;
-    if (journal_commit_start(jr, &e, 1, &ticket) != 0 || ticket == 0)
-        return 4;
-    size_t n = JOURNAL_SEGMENT_MAX / JOURNAL_HDR_LEN + 10;
+    assert_int_equal(journal_commit(jr, &e, 1), 0);
+    journal_forget(jr, Q1);
+    size_t n = JOURNAL_SEGMENT_MAX / JOURNAL_HDR_LEN + 10;   /* closes seg.0 */
     for (size_t i = 0; i < n; i++)
         journal_forget(jr, Q3);
-    usleep(300000);   /* time for a (wrong) checkpoint */
-    if (checkpoint_now() >= ticket)
-        return 5;
-    write_file(Q1, M1, sizeof(M1) - 1);
-    journal_files_done(jr, ticket);
-    for (int i = 0; i < 500 && checkpoint_now() < ticket; i++)
+    for (int i = 0; i < 500 && checkpoint_now() == 0; i++)
         usleep(10000);
-    return checkpoint_now() >= ticket ? 0 : 6;
+    assert_true(checkpoint_now() >= 1);
+    char p[128];
+    qpath(p, sizeof(p), Q1);
+    assert_int_equal(access(p, F_OK), -1);
+    size_t resident;
+    uint64_t materialized;
+    journal_counts(jr, &resident, &materialized);
+    assert_int_equal(resident, 0);
+    assert_int_equal(materialized, 0);
+    journal_close(jr);
 }
 
-static void test_checkpoint_waits_for_files(void **state)
+/* A committed message is resident: no queue file, its bytes readable
+ * through journal_open_resident, until it leaves the queue; a clean close
+ * writes the queue files of those still resident. */
+static void test_resident_until_close(void **state)
 {
-    in_crashing_child(close_segment_under_pending_files, NULL);
+    struct journal_replay_stats st;
+    struct journal *jr = open_journal(&st);
+    struct journal_entry e[2] = {{Q1, M1, sizeof(M1) - 1}, {Q2, M2, sizeof(M2) - 1}};
+    assert_int_equal(journal_commit(jr, e, 2), 0);
+    char p[128];
+    qpath(p, sizeof(p), Q1);
+    assert_int_equal(access(p, F_OK), -1);
+    struct journal_resident r;
+    assert_int_equal(journal_open_resident(jr, Q1, &r), 1);
+    assert_int_equal(r.len, sizeof(M1) - 1);
+    char buf[128];
+    assert_int_equal(pread(r.fd, buf, r.len, (off_t)r.off), (ssize_t)r.len);
+    assert_memory_equal(buf, M1, r.len);
+    journal_close_resident(jr, &r);
+    assert_int_equal(r.fd, -1);
+    assert_int_equal(journal_open_resident(jr, Q3, &r), 0);   /* unknown */
+    assert_int_equal(journal_open_resident(NULL, Q1, &r), 0);
+    journal_forget(jr, Q1);
+    assert_int_equal(journal_open_resident(jr, Q1, &r), 0);
+    journal_close(jr);
+    assert_int_equal(access(p, F_OK), -1);          /* left the queue: no file */
+    size_t len;
+    char *b = read_file(Q2, &len);                   /* still queued: its file */
+    assert_non_null(b);
+    assert_int_equal(len, sizeof(M2) - 1);
+    assert_memory_equal(b, M2, len);
+    free(b);
+    jr = open_journal(&st);
+    assert_int_equal(st.records, 0);                 /* nothing left to replay */
+    journal_close(jr);
 }
 
 /* A journal that exists but cannot be used stops the start (it may hold
@@ -528,16 +566,19 @@ struct big_args {
     size_t size, n;
 };
 
-/* n commits of one big message each; a full ring (checkpoints behind)
+/* n commits of one big message each (message i's bytes start with i),
+ * none leaving the queue; a full ring (queue files still being written)
  * is waited out, as the spool would sync that one the classic way */
 static int commit_big_ones(struct journal *jr, void *arg)
 {
     struct big_args *b = arg;
+    char *payload = malloc(b->size);
     for (size_t i = 0; i < b->n; i++) {
         char qid[17];
         snprintf(qid, sizeof(qid), "6B03CFA0%08zX", i);
-        write_file(qid, b->payload, b->size);
-        struct journal_entry e = {qid, b->payload, b->size};
+        memcpy(payload, b->payload, b->size);
+        memcpy(payload, &i, sizeof(i));
+        struct journal_entry e = {qid, payload, b->size};
         int rc = journal_commit(jr, &e, 1);
         while (rc == EAGAIN) {
             usleep(10000);
@@ -546,42 +587,109 @@ static int commit_big_ones(struct journal *jr, void *arg)
         if (rc != 0)
             return 4;
     }
-    return 0;
+    size_t resident;
+    uint64_t materialized;
+    journal_counts(jr, &resident, &materialized);
+    free(payload);
+    /* the ring made room by writing the oldest messages' files */
+    return materialized > 0 && resident + materialized == b->n ? 0 : 5;
 }
 
-/* More than a segment of records: the ring rotates, checkpoints free the
- * segments, and a crash still replays what was not checkpointed. */
+/* More records than the ring holds, none leaving the queue: the oldest
+ * segments' messages get queue files and their segments are reused, and
+ * after a crash the replay writes the files of the rest: every message is
+ * in queue/, whole. */
 static void test_rotation(void **state)
 {
-    size_t big = 256 * 1024, n = 3 * (JOURNAL_SEGMENT_MAX / big);
+    size_t big = 256 * 1024, n = JOURNAL_SEGMENTS * (JOURNAL_SEGMENT_MAX / big) + 10;
     char *payload = malloc(big);
     memset(payload, 'm', big);
     struct big_args args = {payload, big, n};
     in_crashing_child(commit_big_ones, &args);
-    /* every segment was used */
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < JOURNAL_SEGMENTS; i++) {
         char p[128];
         struct stat stt;
         snprintf(p, sizeof(p), "%s/journal/seg.%d", spool, i);
         assert_int_equal(stat(p, &stt), 0);
         assert_true(stt.st_size > 0);
     }
-    /* lose the last file: it is in the active, unchecked segment */
-    char last[17], p[128];
-    snprintf(last, sizeof(last), "6B03CFA0%08zX", n - 1);
-    qpath(p, sizeof(p), last);
-    assert_int_equal(unlink(p), 0);
     struct journal_replay_stats st;
     char err[256];
     assert_int_equal(journal_replay(spool, &st, err, sizeof(err)), 0);
     assert_true(st.records >= 1 && st.records < n);   /* older ones checkpointed */
-    assert_int_equal(st.restored, 1);
-    size_t len;
-    char *b = read_file(last, &len);
-    assert_int_equal(len, big);
-    assert_memory_equal(b, payload, big);
-    free(b);
+    /* (files written just before the crash match their records) */
+    assert_true(st.restored > 0 && st.restored <= st.records);
+    for (size_t i = 0; i < n; i++) {
+        char qid[17];
+        snprintf(qid, sizeof(qid), "6B03CFA0%08zX", i);
+        size_t len;
+        char *b = read_file(qid, &len);
+        assert_non_null(b);
+        assert_int_equal(len, big);
+        memcpy(payload, &i, sizeof(i));
+        assert_memory_equal(b, payload, big);
+        free(b);
+    }
     free(payload);
+}
+
+/* A reader holds the oldest segment: the ring may write that message's
+ * file but must not reuse the segment (commits wait: EAGAIN) until the
+ * reader lets go; the bytes it reads never change. */
+static int pin_oldest(struct journal *jr, void *arg)
+{
+    (void)arg;
+    size_t big = 256 * 1024;
+    char *payload = malloc(big);
+    memset(payload, 'A', big);
+    struct journal_entry e = {Q1, payload, big};
+    if (journal_commit(jr, &e, 1) != 0)
+        return 4;
+    struct journal_resident r;
+    if (journal_open_resident(jr, Q1, &r) != 1)
+        return 5;
+    memset(payload, 'b', big);
+    size_t i = 0, eagain = 0;
+    for (; i < 2 * JOURNAL_SEGMENTS * (JOURNAL_SEGMENT_MAX / big) && eagain < 100; i++) {
+        char qid[17];
+        snprintf(qid, sizeof(qid), "6B03CFA2%08zX", i);
+        e = (struct journal_entry){qid, payload, big};
+        int rc = journal_commit(jr, &e, 1);
+        if (rc == EAGAIN) {
+            eagain++;
+            usleep(10000);
+            continue;
+        }
+        if (rc != 0)
+            return 6;
+        journal_forget(jr, qid);   /* delivered at once */
+    }
+    if (eagain < 100)
+        return 7;                  /* the ring went through the held segment */
+    char *got = malloc(big);
+    if (pread(r.fd, got, big, (off_t)r.off) != (ssize_t)big || memchr(got, 'b', big))
+        return 8;
+    journal_close_resident(jr, &r);
+    int rc = EAGAIN;
+    for (int k = 0; k < 500 && rc == EAGAIN; k++) {
+        usleep(10000);
+        e = (struct journal_entry){"6B03CFA3FFFFFFFF", payload, big};
+        rc = journal_commit(jr, &e, 1);
+    }
+    free(got);
+    free(payload);
+    return rc == 0 ? 0 : 9;
+}
+
+static void test_held_segment_not_reused(void **state)
+{
+    in_crashing_child(pin_oldest, NULL);
+    size_t len;
+    char *b = read_file(Q1, &len);      /* written when the ring ran short */
+    assert_non_null(b);
+    assert_int_equal(len, 256 * 1024);
+    assert_int_equal(b[0], 'A');
+    free(b);
 }
 
 /* a test on a fresh spool directory */
@@ -599,7 +707,9 @@ int main(void)
         SPOOL_TEST(test_forget_across_extension),
         SPOOL_TEST(test_big_batch),
         SPOOL_TEST(test_forget_only_rotates),
-        SPOOL_TEST(test_checkpoint_waits_for_files),
+        SPOOL_TEST(test_gone_segment_freed_without_files),
+        SPOOL_TEST(test_resident_until_close),
+        SPOOL_TEST(test_held_segment_not_reused),
         SPOOL_TEST(test_unusable_journal_is_fatal),
         SPOOL_TEST(test_restored_file_owner),
         SPOOL_TEST(test_rotation),
