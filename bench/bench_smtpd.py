@@ -11,7 +11,12 @@ queue, with fsync on:
     cleanup writes every message (fsync'ed) into the hold queue and
     nothing is delivered;
   * sluice: `queue_delivery = no` (when the binary has that key), so the
-    message is fdatasync'ed and renamed into spool/queue and stays there.
+    message stays queued: its journal record is fdatasync'ed before the
+    250 and stays its only copy ("resident", docs/queue-format.md) until
+    the journal needs the segment back (the ring holds ~100 MiB of
+    resident mail before it writes queue files) or the server stops.
+    Counted through harness.Sluice.queue_files (queue files and resident
+    journal records).
 Both spools are on the same filesystem (the temp dir). Each run checks
 that all N messages arrived in the queue. Messages/s = N / wall time of
 smtp-source. Prints per-run figures, the medians and the ratio.
