@@ -347,14 +347,19 @@ static int write_queue_file(int queue_dir_fd, const char *qid, const void *p, si
     if (fd < 0)
         return -1;
     own_like_queue(fd, queue_dir_fd);
-    if (fs_pwrite_all(fd, p, len, 0) < 0 || close(fd) < 0) {
-        int e = errno;
-        close(fd);
+    int rc = fs_pwrite_all(fd, p, len, 0);
+    int e = errno;
+    /* one close whatever happens: the descriptor is gone even when close
+     * fails, and a second one could close another thread's new file */
+    if (close(fd) < 0 && rc == 0) {
+        rc = -1;
+        e = errno;
+    }
+    if (rc < 0) {
         unlinkat(queue_dir_fd, qid, 0);
         errno = e;
-        return -1;
     }
-    return 0;
+    return rc;
 }
 
 /* Map a whole segment read-only (*p NULL when empty). */
@@ -897,8 +902,10 @@ void journal_forget(struct journal *jr, const char *qid)
     }
     /* removals alone (no commits: a quiet server, spool_sync = auto) must
      * not grow a segment for ever; if no segment is free the record goes
-     * to the full one, a little past its size */
-    if (jr->off + sizeof(hdr) > JOURNAL_SEGMENT_MAX)
+     * to the full one, a little past its size. After a torn write or a
+     * failed fdatasync (need_rotate) a replay stops at the hole, so a gone
+     * record written after it would be lost: a new segment first. */
+    if (jr->need_rotate || jr->off + sizeof(hdr) > JOURNAL_SEGMENT_MAX)
         rotate(jr);
     journal_encode_header(hdr, JOURNAL_REC_GONE, jr->next_seq, qid, NULL, 0);
     if (extend(jr, sizeof(hdr)) == 0 &&

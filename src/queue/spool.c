@@ -708,8 +708,10 @@ static void spool_wake_loop(struct spool *sp)
 }
 
 /* The journal's verdict on a batch (sp->lock held): if its fdatasync
- * failed, every journaled message of it is refused (4xx) and its record
- * marked gone. */
+ * failed, every journaled message of it is refused (4xx), its record
+ * marked gone and its queue file removed, should the journal have written
+ * one meanwhile (it may, for the oldest segment, before the verdict; a
+ * file it writes after the forget it removes itself). */
 static void spool_journal_verdict(struct spool *sp, struct spool_job *batch, int state)
 {
     for (struct spool_job *j = batch; j && state < 0; j = j->next) {
@@ -717,6 +719,7 @@ static void spool_journal_verdict(struct spool *sp, struct spool_job *batch, int
             continue;
         j->err = -state;
         journal_forget(sp->journal, j->qid);
+        unlink(j->final_path);
     }
 }
 
