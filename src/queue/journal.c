@@ -1020,6 +1020,7 @@ static int materialize_due(const struct journal *jr)
 
 struct to_write {
     char qid[QID_CHARS + 1];
+    unsigned seg;
     uint64_t off;
     size_t len;
 };
@@ -1033,7 +1034,6 @@ static int materialize(struct journal *jr, int seg)
 {
     size_t n = 0, cap = 0, pos = 0;
     struct to_write *v = NULL;
-    unsigned *segs = NULL;
     const char *key;
     void *val;
     while (dict_next(&jr->resident, &pos, &key, &val)) {
@@ -1043,12 +1043,11 @@ static int materialize(struct journal *jr, int seg)
         if (n == cap) {
             cap = cap ? cap * 2 : 256;
             v = xrealloc(v, cap * sizeof(*v));
-            segs = xrealloc(segs, cap * sizeof(*segs));
         }
         memcpy(v[n].qid, key, sizeof(v[n].qid));
+        v[n].seg = r->seg;
         v[n].off = r->off;
-        v[n].len = r->len;
-        segs[n++] = r->seg;
+        v[n++].len = r->len;
     }
     pthread_mutex_unlock(&jr->mu);
     int rc = 0, err = 0;
@@ -1060,7 +1059,7 @@ static int materialize(struct journal *jr, int seg)
             bufcap = v[done].len;
             buf = xrealloc(buf, bufcap);
         }
-        ssize_t got = pread(jr->seg_fd[segs[done]], buf, v[done].len, (off_t)v[done].off);
+        ssize_t got = pread(jr->seg_fd[v[done].seg], buf, v[done].len, (off_t)v[done].off);
         if (got != (ssize_t)v[done].len) {
             err = got < 0 ? errno : EIO;
             rc = -1;
@@ -1076,17 +1075,16 @@ static int materialize(struct journal *jr, int seg)
     pthread_mutex_lock(&jr->mu);
     for (size_t i = 0; i < done; i++) {
         const struct resident *r = dict_get(&jr->resident, v[i].qid);
-        if (r == NULL || r->seg != segs[i] || r->off != v[i].off) {
+        if (r == NULL || r->seg != v[i].seg || r->off != v[i].off) {
             unlinkat(jr->queue_dir_fd, v[i].qid, 0);   /* it left the queue meanwhile */
             continue;
         }
         dict_del(&jr->resident, v[i].qid);
-        jr->seg_live[segs[i]]--;
+        jr->seg_live[v[i].seg]--;
         jr->materialized++;
         jr->unsynced = true;
     }
     free(v);
-    free(segs);
     errno = err;
     return rc;
 }
@@ -1117,10 +1115,12 @@ static void *ckpt_main(void *arg)
     struct journal *jr = arg;
     pthread_mutex_lock(&jr->mu);
     for (;;) {
+        /* what the checkpoint covers (or an empty segment) is free once
+         * no reader holds it */
         for (int i = 0; i < JOURNAL_SEGMENTS; i++)
             if (jr->state[i] == SEG_CLOSED && jr->seg_last[i] <= jr->ckpt_seq &&
                 jr->seg_live[i] == 0 && jr->seg_pins[i] == 0)
-                jr->state[i] = SEG_FREE;      /* nothing new in it (or empty) */
+                jr->state[i] = SEG_FREE;
         uint64_t upto = ckpt_due(jr);
         int seg = upto ? -1 : materialize_due(jr);
         if (upto == 0 && seg < 0) {
@@ -1134,10 +1134,7 @@ static void *ckpt_main(void *arg)
             log_svc_warn("queue", "journal %s failed: %s; retrying in 1 s",
                          upto ? "checkpoint" : "writing queue files", strerror(errno));
         if (rc == 0 && upto) {
-            jr->ckpt_seq = upto;
-            for (int i = 0; i < JOURNAL_SEGMENTS; i++)
-                if (jr->state[i] == SEG_CLOSED && jr->seg_last[i] <= upto)
-                    jr->state[i] = SEG_FREE;
+            jr->ckpt_seq = upto;     /* the loop's first rule frees them */
         } else if (rc < 0 && jr->stopping) {
             break;                  /* journal_close tries once more */
         } else if (rc < 0) {

@@ -72,8 +72,7 @@ static struct qmsg *msg_load(struct qmgr *q, const char *qid, size_t *incomplete
     char path[600], err[256];
     snprintf(path, sizeof(path), "%s/%s", q->queue_dir, qid);
     struct qmsg *m = xcalloc(1, sizeof(*m));
-    int rc = q->spool ? spool_read_message(q->spool, qid, &m->env, err, sizeof(err))
-                      : spool_read_file(path, &m->env, err, sizeof(err));
+    int rc = spool_read_message(q->spool, qid, &m->env, err, sizeof(err));
     if (rc == SPOOL_PARSE_INCOMPLETE && incomplete && unlink(path) == 0) {
         (*incomplete)++;
         free(m);

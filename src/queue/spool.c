@@ -876,25 +876,25 @@ void spool_content_close(struct spool *sp, struct spool_content *c)
 int spool_read_message(struct spool *sp, const char *qid, struct spool_envelope *env,
                        char *err, size_t errlen)
 {
-    struct journal_resident r;
-    int rc = journal_open_resident(sp->journal, qid, &r);
-    if (rc == 0) {
-        char path[600];
-        snprintf(path, sizeof(path), "%s/%s", sp->queue_dir, qid);
-        return spool_read_file(path, env, err, errlen);
-    }
-    if (rc < 0) {
-        snprintf(err, errlen, "cannot open the journal: %s", strerror(errno));
+    struct spool_content c;
+    if (spool_content_open(sp, qid, &c) < 0) {
+        snprintf(err, errlen, "%s: %s", qid, strerror(errno));
         return -1;
     }
-    size_t len = r.len;
-    char *data = xmalloc(len + 1);
-    ssize_t got = pread(r.fd, data, len, (off_t)r.off);
+    char *data = NULL;
+    size_t len = c.len;
+    int rc;
+    errno = 0;                  /* a short read sets none */
+    if (c.seg >= 0) {           /* resident: its record, c.len bytes at c.base */
+        data = xmalloc(len + 1);
+        rc = pread(c.fd, data, len, (off_t)c.base) == (ssize_t)len ? 0 : -1;
+    } else {
+        rc = fs_read_fd(c.fd, SIZE_MAX - 1, &data, &len);
+    }
     int e = errno;
-    journal_close_resident(sp->journal, &r);
-    if (got != (ssize_t)len) {
-        snprintf(err, errlen, "cannot read its journal record: %s",
-                 got < 0 ? strerror(e) : "short read");
+    spool_content_close(sp, &c);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot read %s: %s", qid, e ? strerror(e) : "short read");
         free(data);
         return -1;
     }
